@@ -130,3 +130,8 @@ class Header:
     @property
     def extended_l2(self) -> bool:
         return bool(self.incompatible_features & INCOMPAT_EXTL2)
+
+
+def c_hex(value: int) -> str:
+    """``value`` formatted like C's ``%#x`` (zero has no 0x prefix)."""
+    return f"{value:#x}" if value else "0"

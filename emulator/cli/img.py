@@ -1,0 +1,76 @@
+"""qcowlab-img: a drop-in for QEMU 7.2's qemu-img (options, output, exit codes).
+
+``main(argv)`` runs one qemu-img invocation in process and returns its exit
+status; ``console_main`` is the console-script entry point.  Subcommands live
+in ``img_<name>`` modules and are imported only when used.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import List
+
+PROG = "qemu-img"
+
+#: subcommand -> module implementing ``img_<name>(argv)``
+COMMANDS = {
+    "create": "emulator.cli.img_create",
+    "info": "emulator.cli.img_info",
+    "check": "emulator.cli.img_check",
+    "map": "emulator.cli.img_map",
+    "compare": "emulator.cli.img_compare",
+}
+#: subcommands QEMU has that qcowlab does not model
+UNMODELLED = ("amend", "bench", "bitmap", "commit", "convert", "dd", "measure", "snapshot",
+              "rebase", "resize")
+
+
+def main(argv: List[str]) -> int:
+    """Run qemu-img with ``argv`` (without the program name); returns the exit code."""
+    from emulator import report
+    from emulator.cli.img_common import ImgExit
+    from emulator.cli.stdio import redirected_stdout
+    saved_prog = report.prog_name
+    report.prog_name = PROG
+    try:
+        with redirected_stdout():
+            try:
+                return _run(list(argv))
+            except ImgExit as e:
+                return e.code
+            except Exception as e:  # never show a traceback to a user
+                report.error_report(f"internal error: {type(e).__name__}: {e}")
+                return 1
+    finally:
+        report.prog_name = saved_prog
+
+
+def _run(argv: List[str]) -> int:
+    from emulator.cli.img_common import error_exit, img_getopt
+    from emulator.cli.texts import COPYRIGHT, VERSION
+    from emulator.report import error_report
+    if not argv:
+        error_exit("Not enough arguments")
+    g = img_getopt([PROG] + argv, "+:hVT:",
+                   [("help", 0, "h"), ("version", 0, "V"), ("trace", 1, "T")])
+    for c in g:
+        if c == "V":
+            sys.stdout.write(f"{PROG} version {VERSION}\n{COPYRIGHT}")
+            return 0
+    rest = g.argv[g.optind:]
+    if not rest:
+        return 0
+    name = rest[0]
+    if name in COMMANDS:
+        module = importlib.import_module(COMMANDS[name])
+        return getattr(module, f"img_{name}")(rest)
+    if name in UNMODELLED:
+        error_report(f"Command not modelled by qcowlab: {name}")
+        return 1
+    error_exit(f"Command not found: {name}")
+    return 1
+
+
+def console_main() -> None:
+    """Entry point of the qcowlab-img console script."""
+    sys.exit(main(sys.argv[1:]))

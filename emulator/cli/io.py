@@ -1,0 +1,170 @@
+"""qcowlab-io: a drop-in for QEMU 7.2's qemu-io (options, output, exit codes).
+
+``main(argv)`` runs one qemu-io invocation in process and returns its exit
+status; ``console_main`` is the console-script entry point.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+PROG = "qemu-io"
+
+
+def _long_options():
+    from emulator.cli.getopt import LongOpt
+    return [
+        LongOpt("help", 0, "h"), LongOpt("version", 0, "V"), LongOpt("cmd", 1, "c"),
+        LongOpt("format", 1, "f"), LongOpt("read-only", 0, "r"), LongOpt("snapshot", 0, "s"),
+        LongOpt("nocache", 0, "n"), LongOpt("copy-on-read", 0, "C"), LongOpt("misalign", 0, "m"),
+        LongOpt("native-aio", 0, "k"), LongOpt("aio", 1, "i"), LongOpt("discard", 1, "d"),
+        LongOpt("cache", 1, "t"), LongOpt("trace", 1, "T"), LongOpt("object", 1, "object"),
+        LongOpt("image-opts", 0, "image-opts"), LongOpt("force-share", 0, "U"),
+    ]
+
+
+def _usage() -> None:
+    from emulator.cli.texts import IO_USAGE
+    sys.stdout.write(IO_USAGE.format(prog=PROG))
+
+
+def main(argv: List[str]) -> int:
+    """Run qemu-io with ``argv`` (without the program name); returns the exit code."""
+    from emulator import report
+    from emulator.cli.stdio import redirected_stdout
+    saved_prog = report.prog_name
+    report.prog_name = PROG
+    try:
+        with redirected_stdout():
+            try:
+                return _run(argv)
+            except Exception as e:  # never show a traceback to a user
+                report.error_report(f"internal error: {type(e).__name__}: {e}")
+                return 1
+    finally:
+        report.prog_name = saved_prog
+
+
+def _run(argv: List[str]) -> int:
+    from emulator.cli import blockopts
+    from emulator.cli.getopt import Getopt
+    from emulator.cli.io_cmds import IoSession, SignalRaised
+    from emulator.cli.qemuopts import OptsError, QemuOpts
+    from emulator.cli.texts import COPYRIGHT, VERSION
+    from emulator.report import error_report
+
+    read_only = False
+    unmap = True
+    fmt: Optional[str] = None
+    force_share = False
+    image_opts = False
+    misalign = False
+    commands: List[str] = []
+    g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
+    for c in g:
+        if c in ("s", "n", "C", "k", "T", "object"):
+            pass
+        elif c == "d":
+            if g.optarg not in blockopts.DISCARD_MODES:
+                error_report(f"Invalid discard option: {g.optarg}")
+                return 1
+            unmap = g.optarg in ("on", "unmap")
+        elif c == "f":
+            fmt = g.optarg
+        elif c == "c":
+            commands.append(g.optarg)
+        elif c == "r":
+            read_only = True
+        elif c == "m":
+            misalign = True
+        elif c == "i":
+            if g.optarg not in blockopts.AIO_MODES:
+                error_report(f"Invalid aio option: {g.optarg}")
+                return 1
+        elif c == "t":
+            if g.optarg not in blockopts.CACHE_MODES:
+                error_report(f"Invalid cache option: {g.optarg}")
+                return 1
+        elif c == "V":
+            sys.stdout.write(f"{PROG} version {VERSION}\n{COPYRIGHT}")
+            return 0
+        elif c == "h":
+            _usage()
+            return 0
+        elif c == "U":
+            force_share = True
+        elif c == "image-opts":
+            image_opts = True
+        else:
+            _usage()
+            return 1
+    args = g.argv[g.optind:]
+    if len(args) > 1:
+        _usage()
+        return 1
+    if fmt is not None and image_opts:
+        error_report("--image-opts and -f are mutually exclusive")
+        return 1
+
+    session = IoSession(image_opts=image_opts, misalign=misalign)
+    try:
+        if args:
+            if image_opts:
+                qopts = QemuOpts()
+                try:
+                    qopts.parse(args[0], warn_on_flag=True)
+                except OptsError as e:
+                    error_report(e.message)
+                    if e.hint:
+                        sys.stderr.write(e.hint)
+                    return 1
+                if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap):
+                    return 1
+            else:
+                opts = {"driver": fmt} if fmt is not None else None
+                if session.openfile(args[0], read_only, force_share, opts, unmap):
+                    return 1
+        ret = _command_loop(session, commands)
+    except SignalRaised as e:
+        if not e.flushed:
+            sys.stdout.discard()
+        return 128 + e.signum
+    session.close()
+    return 1 if ret < 0 else 0
+
+
+def _command_loop(session, commands: List[str]) -> int:
+    last_error = 0
+    if commands:
+        for line in commands:
+            if session.quit:
+                break
+            ret = session.command(line)
+            if ret < 0:
+                last_error = ret
+        return last_error
+    stdin = sys.stdin
+    while not session.quit:
+        sys.stdout.write(f"{PROG}> ")
+        sys.stdout.flush()
+        line = stdin.readline(1023) if stdin is not None else ""
+        if not line:
+            break
+        if line.endswith("\n"):
+            line = line[:-1]
+        ret = session.command(line)
+        if ret < 0:
+            last_error = ret
+    return last_error
+
+
+def console_main() -> None:
+    """Entry point of the qcowlab-io console script."""
+    code = main(sys.argv[1:])
+    if code > 128:
+        import os
+        import signal
+        sys.stdout.flush()
+        signal.signal(code - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), code - 128)
+    sys.exit(code)

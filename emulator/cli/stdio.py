@@ -1,0 +1,71 @@
+"""C stdio buffering of stdout, so stdout/stderr interleave as QEMU's do.
+
+QEMU writes results with printf() and errors with unbuffered stderr.  When
+stdout is a pipe or file glibc buffers it fully in 4096-byte blocks, so in
+``2>&1 | cat`` error lines come out before earlier stdout lines.  On a terminal
+stdout is line buffered.  :class:`CStdout` reproduces both while a command line
+runs (see :func:`redirected_stdout`).
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator, TextIO
+
+BLOCK = 4096
+
+
+class CStdout:
+    """A text stream in front of ``target`` that flushes like glibc's stdout."""
+
+    def __init__(self, target: TextIO) -> None:
+        self._target = target
+        try:
+            self._line = bool(target.isatty())
+        except (AttributeError, ValueError):
+            self._line = False
+        self._pending = bytearray()
+
+    def write(self, text: str) -> int:
+        self._pending += text.encode("utf-8", "surrogateescape")
+        if self._line:
+            cut = self._pending.rfind(b"\n") + 1
+        else:
+            cut = len(self._pending) // BLOCK * BLOCK
+        if cut:
+            self._emit(cut)
+        return len(text)
+
+    def _emit(self, cut: int) -> None:
+        chunk = bytes(self._pending[:cut])
+        del self._pending[:cut]
+        self._target.write(chunk.decode("utf-8", "surrogateescape"))
+        self._target.flush()
+
+    def flush(self) -> None:
+        """fflush(stdout)."""
+        if self._pending:
+            self._emit(len(self._pending))
+
+    def discard(self) -> None:
+        """Drop what is still buffered (the process dies without flushing stdio)."""
+        self._pending.clear()
+
+    def isatty(self) -> bool:
+        return self._line
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+
+@contextlib.contextmanager
+def redirected_stdout() -> Iterator[CStdout]:
+    """Route sys.stdout through a :class:`CStdout` and flush it at exit."""
+    original = sys.stdout
+    out = CStdout(original)
+    sys.stdout = out
+    try:
+        yield out
+    finally:
+        sys.stdout = original
+        out.flush()

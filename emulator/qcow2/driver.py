@@ -1,0 +1,623 @@
+"""The qcow2 format node (block/qcow2.c): open, read, write, status, truncate, close.
+
+API summary:
+- ``probe(buf, filename) -> int``: 100 for a qcow2 header of version >= 2.
+- ``Qcow2.open(file, options, read_only, open_backing) -> Qcow2`` validates
+  the header like qcow2_do_open and raises BlockError with QEMU's message.
+  ``open_backing(filename, fmt)`` is called with the backing file name and
+  format from the image when a backing file is set; pass None to open
+  without the backing chain.
+  Options understood: "lazy-refcounts", "pass-discard-request",
+  "pass-discard-snapshot", "pass-discard-other" (bool or "on"/"off"),
+  "discard" ("unmap"/"on" enables unmapping, default on like qemu-io),
+  "x-check" (True = BDRV_O_CHECK, used by qemu-img check).
+- attributes: cluster_size, cluster_bits, size, qcow_version, extended_l2,
+  backing_file, backing_format, refcount_order, l1_table, l1_size,
+  refcount_table, header (parsed Header), incompatible_features, ...
+- ``get_specific_info()`` -> dict in QEMU's output order.
+- ``change_backing_file(name, fmt)``, ``update_header()``, ``mark_corrupt()``,
+  ``mark_consistent()``.
+- callbacks drv_* as in :class:`emulator.block.node.BlockNode`.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+import sys
+from typing import Callable, Optional
+
+from emulator.block.node import (
+    BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_RECURSE, BDRV_BLOCK_ZERO,
+    BDRV_REQ_MAY_UNMAP, BDRV_REQ_NO_FALLBACK, BDRV_REQ_ZERO_WRITE, BlockError, BlockNode,
+    BlockStatus,
+)
+from emulator.qcow2 import extensions as ext
+from emulator.qcow2 import header as hdr
+from emulator.qcow2 import l2_entry as l2e
+from emulator.qcow2.l2_entry import SubclusterType as ST
+
+INT_MAX = (1 << 31) - 1
+
+
+def probe(buf: bytes, filename: str) -> int:
+    """Format probe score, as qcow2_probe."""
+    if len(buf) >= hdr.HEADER_SIZE:
+        magic, version = struct.unpack_from(">II", buf, 0)
+        if magic == hdr.QCOW_MAGIC and version >= 2:
+            return 100
+    return 0
+
+
+def _opt_bool(options: dict, key: str, default: bool) -> bool:
+    val = options.get(key, default)
+    if isinstance(val, str):
+        return val.lower() in ("on", "true", "yes", "unmap")
+    return bool(val)
+
+
+def _io():
+    from emulator.block import io
+    return io
+
+
+class Qcow2(BlockNode):
+    """An open qcow2 image."""
+
+    format_name = "qcow2"
+    supports_backing = True
+    supported_truncate_flags = BDRV_REQ_ZERO_WRITE
+
+    # ------------------------------------------------------------------ open
+    @classmethod
+    def open(cls, file: BlockNode, options: dict, read_only: bool,
+             open_backing: Optional[Callable[[str, Optional[str]], BlockNode]]) -> "Qcow2":
+        s = cls()
+        s.file = file
+        s.filename = file.filename
+        s.read_only = read_only
+        s._open(options or {}, open_backing)
+        return s
+
+    def _open(self, options: dict, open_backing) -> None:
+        from emulator.qcow2.cache import TableCache
+        from emulator.qcow2.l1_table import load_l1_table
+        from emulator.qcow2.refcount import load_refcount_table
+        io = _io()
+        check_mode = bool(options.get("x-check"))
+        raw = io.pread(self.file, 0, hdr.HEADER_SIZE)
+        h = hdr.Header.parse(raw)
+        if h.magic != hdr.QCOW_MAGIC:
+            raise BlockError(errno.EINVAL, "Image is not in qcow2 format")
+        if h.version < 2 or h.version > 3:
+            raise BlockError(errno.ENOTSUP, f"Unsupported qcow2 version {h.version}")
+        self.qcow_version = h.version
+        if h.cluster_bits < hdr.MIN_CLUSTER_BITS or h.cluster_bits > hdr.MAX_CLUSTER_BITS:
+            raise BlockError(errno.EINVAL, f"Unsupported cluster size: 2^{h.cluster_bits}")
+        self.cluster_bits = h.cluster_bits
+        self.cluster_size = cs = 1 << h.cluster_bits
+        if h.version == 3 and h.header_length < hdr.HEADER_V3_SIZE:
+            raise BlockError(errno.EINVAL, "qcow2 header too short")
+        if h.header_length > cs:
+            raise BlockError(errno.EINVAL, "qcow2 header exceeds cluster size")
+        self.unknown_header_fields = b""
+        if h.header_length > hdr.HEADER_SIZE:
+            self.unknown_header_fields = io.pread(self.file, hdr.HEADER_SIZE,
+                                                  h.header_length - hdr.HEADER_SIZE)
+        if h.backing_file_offset > cs:
+            raise BlockError(errno.EINVAL, "Invalid backing file offset")
+        ext_end = h.backing_file_offset if h.backing_file_offset else cs
+        self.incompatible_features = h.incompatible_features
+        self.compatible_features = h.compatible_features
+        self.autoclear_features = h.autoclear_features
+        self.compression_type = h.compression_type if h.header_length > hdr.HEADER_V3_SIZE \
+            else hdr.COMPRESSION_ZLIB
+        self._validate_compression_type()
+        head_area = None
+        if self.incompatible_features & ~hdr.INCOMPAT_MASK:
+            head_area = io.pread(self.file, 0, cs)
+            table = None
+            try:
+                for magic, payload in ext.read_extensions(head_area, h.header_length, ext_end):
+                    if magic == ext.EXT_FEATURE_TABLE:
+                        table = ext.feature_table_names(payload)
+            except ValueError:
+                pass
+            raise BlockError(errno.ENOTSUP, ext.unsupported_feature_message(
+                table, self.incompatible_features & ~hdr.INCOMPAT_MASK))
+        if self.incompatible_features & hdr.INCOMPAT_CORRUPT and not self.read_only \
+                and not check_mode:
+            raise BlockError(errno.EACCES, "qcow2: Image is corrupt; cannot be opened read/write")
+        self.extended_l2 = bool(self.incompatible_features & hdr.INCOMPAT_EXTL2)
+        self.subclusters_per_cluster = 32 if self.extended_l2 else 1
+        self.subcluster_size = cs // self.subclusters_per_cluster
+        self.subcluster_bits = self.subcluster_size.bit_length() - 1
+        if self.subcluster_size < 512:
+            raise BlockError(errno.EINVAL, f"Unsupported subcluster size: {self.subcluster_size}")
+        if h.refcount_order > 6:
+            raise BlockError(errno.EINVAL, "Reference count entry width too large; may not "
+                                           "exceed 64 bits")
+        self.refcount_order = h.refcount_order
+        self.refcount_bits = 1 << h.refcount_order
+        self.refcount_max = (1 << self.refcount_bits) - 1
+        self.crypt_method = h.crypt_method
+        if h.crypt_method:
+            raise BlockError(errno.ENOTSUP, "qcowlab does not model encrypted qcow2 images")
+        self.l2_entry_size = l2e.entry_size(self.extended_l2)
+        self.l2_bits = h.cluster_bits - (self.l2_entry_size.bit_length() - 1)
+        self.l2_size = 1 << self.l2_bits
+        self.refcount_block_bits = h.cluster_bits - (h.refcount_order - 3)
+        self.refcount_block_size = 1 << self.refcount_block_bits
+        self.size = (h.size // 512) * 512
+        self.refcount_table_offset = h.refcount_table_offset
+        self.refcount_table_size = h.refcount_table_clusters << (h.cluster_bits - 3)
+        if h.refcount_table_clusters == 0 and not check_mode:
+            raise BlockError(errno.EINVAL, "Image does not contain a reference count table")
+        self._validate_table(h.refcount_table_offset, h.refcount_table_clusters, cs,
+                             hdr.QCOW_MAX_REFTABLE_SIZE, "Reference count table")
+        if not check_mode:
+            self._validate_table(h.snapshots_offset, h.nb_snapshots, hdr.SNAPSHOT_HEADER_SIZE,
+                                 hdr.SNAPSHOT_HEADER_SIZE * hdr.QCOW_MAX_SNAPSHOTS,
+                                 "Snapshot table")
+        self._validate_table(h.l1_table_offset, h.l1_size, 8, hdr.QCOW_MAX_L1_SIZE,
+                             "Active L1 table")
+        self.l1_size = h.l1_size
+        self.l1_table_offset = h.l1_table_offset
+        shift = h.cluster_bits + self.l2_bits
+        l1_vm_state_index = (h.size + (1 << shift) - 1) >> shift
+        if l1_vm_state_index > INT_MAX:
+            raise BlockError(errno.EFBIG, "Image is too big")
+        if self.l1_size < l1_vm_state_index:
+            raise BlockError(errno.EINVAL, "L1 table is too small")
+        try:
+            load_l1_table(self)
+        except BlockError as e:
+            raise BlockError(e.errno, f"Could not read L1 table: {e.message}")
+        self.use_lazy_refcounts = _opt_bool(
+            options, "lazy-refcounts", bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS))
+        if self.use_lazy_refcounts and self.qcow_version < 3:
+            raise BlockError(errno.EINVAL, "Lazy refcounts require a qcow2 image with at least "
+                                           "qemu 1.1 compatibility level")
+        unmap = _opt_bool(options, "discard", True)
+        from emulator.qcow2.refcount import (
+            DISCARD_ALWAYS, DISCARD_NEVER, DISCARD_OTHER, DISCARD_REQUEST, DISCARD_SNAPSHOT,
+        )
+        self.discard_passthrough = {
+            DISCARD_NEVER: False, DISCARD_ALWAYS: True,
+            DISCARD_REQUEST: _opt_bool(options, "pass-discard-request", unmap),
+            DISCARD_SNAPSHOT: _opt_bool(options, "pass-discard-snapshot", True),
+            DISCARD_OTHER: _opt_bool(options, "pass-discard-other", False),
+        }
+        self.l2_cache = TableCache(self.file_read, self.file_write, cs)
+        self.refcount_cache = TableCache(self.file_read, self.file_write, cs)
+        self.discards: list = []
+        self.cache_discards = False
+        self.free_cluster_index = 0
+        self.free_byte_offset = 0
+        self.signaled_corruption = False
+        self.dead = False
+        self.metadata_preallocation_checked = False
+        self.metadata_preallocation = False
+        load_refcount_table(self)
+        if head_area is None:
+            head_area = io.pread(self.file, 0, cs)
+        self._read_extensions(head_area, h.header_length, ext_end)
+        self.backing_file = None
+        self.image_backing_file = None
+        if h.backing_file_offset:
+            length = h.backing_file_size
+            if length > min(1023, cs - h.backing_file_offset) or length >= 1024:
+                raise BlockError(errno.EINVAL, "Backing file name too long")
+            name = io.pread(self.file, h.backing_file_offset, length)
+            self.image_backing_file = name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            self.backing_file = self.image_backing_file
+        self.nb_snapshots = h.nb_snapshots
+        self.snapshots_offset = h.snapshots_offset
+        self.header = h
+        update = bool(self.autoclear_features & ~hdr.AUTOCLEAR_MASK) and not self.read_only
+        if update:
+            self.autoclear_features &= hdr.AUTOCLEAR_MASK
+            self.update_header()
+        self.supports_zero_flags = (BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK) \
+            if self.qcow_version >= 3 else 0
+        self.pwrite_zeroes_alignment = self.subcluster_size
+        self.pdiscard_alignment = cs
+        if not check_mode and not self.read_only and \
+                self.incompatible_features & hdr.INCOMPAT_DIRTY:
+            self._repair_dirty()
+        if self.backing_file and open_backing is not None:
+            self.backing = open_backing(self.backing_file, self.backing_format)
+
+    def _repair_dirty(self) -> None:
+        from emulator.qcow2 import check
+        result = check.check(self, 3)
+        if getattr(result, "check_errors", 0):
+            raise BlockError(errno.EIO, "Could not repair dirty image: Input/output error")
+
+    def _validate_compression_type(self) -> None:
+        if self.compression_type not in (hdr.COMPRESSION_ZLIB, hdr.COMPRESSION_ZSTD):
+            raise BlockError(errno.ENOTSUP,
+                             f"qcow2: unknown compression type: {self.compression_type}")
+        has_bit = bool(self.incompatible_features & hdr.INCOMPAT_COMPRESSION)
+        if self.compression_type == hdr.COMPRESSION_ZLIB and has_bit:
+            raise BlockError(errno.EINVAL, "qcow2: Compression type incompatible feature bit "
+                                           "must not be set")
+        if self.compression_type != hdr.COMPRESSION_ZLIB and not has_bit:
+            raise BlockError(errno.EINVAL, "qcow2: Compression type incompatible feature bit "
+                                           "must be set")
+
+    def _validate_table(self, offset: int, entries: int, entry_len: int, max_bytes: int,
+                        name: str) -> None:
+        if entries > max_bytes // entry_len:
+            raise BlockError(errno.EFBIG, f"{name} too large")
+        if ((1 << 63) - 1) - entries * entry_len < offset or offset & (self.cluster_size - 1):
+            raise BlockError(errno.EINVAL, f"{name} offset invalid")
+
+    def _read_extensions(self, area: bytes, start: int, end: int) -> None:
+        self.backing_format = None
+        self.image_backing_format = None
+        self.unknown_extensions: list[tuple[int, bytes]] = []
+        self.bitmaps_extension: Optional[bytes] = None
+        self.image_data_file = None
+        try:
+            exts = ext.read_extensions(area, start, end)
+        except ValueError as e:
+            raise BlockError(errno.EINVAL, str(e))
+        for magic, payload in exts:
+            if magic == ext.EXT_BACKING_FORMAT:
+                if len(payload) >= 16:
+                    raise BlockError(errno.EINVAL, f"ERROR: ext_backing_format: len="
+                                                   f"{len(payload)} too large (>=16)")
+                fmt = payload.split(b"\0", 1)[0].decode("latin-1")
+                self.backing_format = self.image_backing_format = fmt
+            elif magic == ext.EXT_FEATURE_TABLE:
+                pass
+            elif magic == ext.EXT_CRYPTO_HEADER:
+                raise BlockError(errno.EINVAL, "CRYPTO header extension only expected with "
+                                               "LUKS encryption method")
+            elif magic == ext.EXT_BITMAPS:
+                self.bitmaps_extension = payload
+            elif magic == ext.EXT_DATA_FILE:
+                self.image_data_file = payload.decode("utf-8", "surrogateescape")
+            else:
+                # QEMU keeps unknown extensions in a list it prepends to
+                self.unknown_extensions.insert(0, (magic, payload))
+
+    # --------------------------------------------------------------- helpers
+    def file_read(self, offset: int, length: int) -> bytes:
+        return _io().pread(self.file, offset, length)
+
+    def file_write(self, offset: int, data: bytes) -> None:
+        _io().pwrite(self.file, offset, data)
+
+    def signal_corruption(self, fatal: bool, message: str) -> None:
+        """qcow2_signal_corruption: report, and on a fatal event mark the image corrupt."""
+        fatal = fatal and not self.read_only
+        if self.signaled_corruption and (
+                not fatal or self.incompatible_features & hdr.INCOMPAT_CORRUPT):
+            return
+        if fatal:
+            text = (f"qcow2: Marking image as corrupt: {message}; further corruption "
+                    f"events will be suppressed\n")
+        else:
+            text = (f"qcow2: Image is corrupt: {message}; further non-fatal corruption "
+                    f"events will be suppressed\n")
+        err = sys.stderr
+        err.write(text)
+        err.flush()
+        if fatal:
+            self.mark_corrupt()
+            self.dead = True
+        self.signaled_corruption = True
+
+    def _check_alive(self) -> None:
+        if self.dead:
+            raise BlockError(errno.ENOMEDIUM)
+
+    def mark_corrupt(self) -> None:
+        self.incompatible_features |= hdr.INCOMPAT_CORRUPT
+        self.update_header()
+
+    def mark_consistent(self) -> None:
+        if self.incompatible_features & hdr.INCOMPAT_CORRUPT:
+            self.incompatible_features &= ~hdr.INCOMPAT_CORRUPT
+            self.update_header()
+
+    def mark_dirty(self) -> None:
+        if self.incompatible_features & hdr.INCOMPAT_DIRTY:
+            return
+        self.file_write(72, struct.pack(">Q", self.incompatible_features | hdr.INCOMPAT_DIRTY))
+        _io().flush(self.file)
+        self.incompatible_features |= hdr.INCOMPAT_DIRTY
+
+    def mark_clean(self) -> None:
+        if self.incompatible_features & hdr.INCOMPAT_DIRTY:
+            self.incompatible_features &= ~hdr.INCOMPAT_DIRTY
+            self.update_header()
+
+    def update_header(self) -> None:
+        """qcow2_update_header: rewrite the whole first cluster."""
+        cs = self.cluster_size
+        h = hdr.Header(
+            version=self.qcow_version, cluster_bits=self.cluster_bits, size=self.size,
+            crypt_method=self.crypt_method, l1_size=self.l1_size,
+            l1_table_offset=self.l1_table_offset,
+            refcount_table_offset=self.refcount_table_offset,
+            refcount_table_clusters=self.refcount_table_size >> (self.cluster_bits - 3),
+            nb_snapshots=self.nb_snapshots, snapshots_offset=self.snapshots_offset,
+            incompatible_features=self.incompatible_features,
+            compatible_features=self.compatible_features,
+            autoclear_features=self.autoclear_features, refcount_order=self.refcount_order,
+            header_length=hdr.HEADER_SIZE + len(self.unknown_header_fields),
+            compression_type=self.compression_type)
+        self._validate_compression_type()
+        body = bytearray(self.unknown_header_fields)
+        if self.image_backing_format:
+            body += ext.ext_record(ext.EXT_BACKING_FORMAT, self.image_backing_format.encode())
+        if self.image_data_file and self.incompatible_features & hdr.INCOMPAT_DATA_FILE:
+            body += ext.ext_record(ext.EXT_DATA_FILE, self.image_data_file.encode())
+        if self.qcow_version >= 3 and cs > 4096:
+            body += ext.ext_record(ext.EXT_FEATURE_TABLE, ext.feature_table_payload())
+        if self.bitmaps_extension is not None:
+            body += ext.ext_record(ext.EXT_BITMAPS, self.bitmaps_extension)
+        for magic, payload in self.unknown_extensions:
+            body += ext.ext_record(magic, payload)
+        body += ext.ext_record(ext.EXT_END, b"")
+        fixed_len = len(h.pack())
+        if self.image_backing_file:
+            name = self.image_backing_file.encode("utf-8", "surrogateescape")
+            h.backing_file_offset = fixed_len + len(body)
+            h.backing_file_size = len(name)
+            body += name
+        buf = h.pack() + bytes(body)
+        if len(buf) > cs:
+            raise BlockError(errno.ENOSPC)
+        self.file_write(0, buf + b"\0" * (cs - len(buf)))
+
+    def change_backing_file(self, backing_file: Optional[str], backing_fmt: Optional[str]) -> None:
+        """qcow2_change_backing_file: store new backing file name/format in the header."""
+        if backing_file and len(backing_file.encode()) > 1023:
+            raise BlockError(errno.EINVAL)
+        self.backing_file = self.image_backing_file = backing_file or None
+        self.backing_format = self.image_backing_format = backing_fmt or None
+        self.update_header()
+
+    # ------------------------------------------------------------- callbacks
+    def drv_getlength(self) -> int:
+        return self.size
+
+    def drv_preadv(self, offset: int, length: int) -> bytes:
+        self._check_alive()
+        from emulator.qcow2.cluster import get_host_offset
+        io = _io()
+        out = bytearray()
+        while length:
+            cur, host, t = get_host_offset(self, offset, min(length, INT_MAX))
+            if t in (ST.ZERO_PLAIN, ST.ZERO_ALLOC) or (
+                    t in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC) and self.backing is None):
+                out += bytes(cur)
+            elif t in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC):
+                out += io.pread(self.backing, offset, cur)
+            elif t == ST.COMPRESSED:
+                out += self._read_compressed(host, offset, cur)
+            else:
+                out += io.pread(self.file, host, cur)
+            length -= cur
+            offset += cur
+        return bytes(out)
+
+    def _read_compressed(self, entry: int, offset: int, length: int) -> bytes:
+        from emulator.qcow2.compress import decompress
+        coff, csize = l2e.compressed_host_range(entry, self.cluster_bits)
+        data = _io().pread(self.file, coff, csize)
+        try:
+            plain = decompress(self.compression_type, data, self.cluster_size)
+        except OSError:
+            raise BlockError(errno.EIO)
+        oic = offset & (self.cluster_size - 1)
+        return plain[oic:oic + length]
+
+    def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
+        self._check_alive()
+        from emulator.qcow2.cluster import abort_meta, alloc_host_offset, link_l2
+        io = _io()
+        pos = 0
+        length = len(data)
+        while length:
+            cur, host, metas = alloc_host_offset(self, offset, min(length, INT_MAX))
+            chunk = data[pos:pos + cur]
+            try:
+                self._handle_alloc_space(metas)
+                if not self._merge_cow(offset, cur, chunk, metas):
+                    io.pwrite(self.file, host, chunk)
+                for m in metas:
+                    link_l2(self, m)
+            except BlockError:
+                for m in metas:
+                    abort_meta(self, m)
+                raise
+            length -= cur
+            offset += cur
+            pos += cur
+
+    def _handle_alloc_space(self, metas: list) -> None:
+        io = _io()
+        if not self.file.supports_zero_flags & BDRV_REQ_NO_FALLBACK:
+            return
+        for m in metas:
+            if not m.cow_start.nb_bytes and not m.cow_end.nb_bytes:
+                continue
+            if not (self._is_zero_fast(m.offset + m.cow_start.offset, m.cow_start.nb_bytes)
+                    and self._is_zero_fast(m.offset + m.cow_end.offset, m.cow_end.nb_bytes)):
+                continue
+            start = m.alloc_offset + m.cow_start.offset
+            nb = m.cow_end.offset + m.cow_end.nb_bytes - m.cow_start.offset
+            try:
+                io.pwrite_zeroes(self.file, start, nb, BDRV_REQ_NO_FALLBACK)
+            except BlockError as e:
+                if e.errno not in (errno.ENOTSUP, errno.EAGAIN):
+                    raise
+                continue
+            m.skip_cow = True
+
+    def _is_zero_fast(self, offset: int, nbytes: int) -> bool:
+        """bdrv_co_is_zero_fast: one block-status query above the whole chain."""
+        if not nbytes:
+            return True
+        st, _ = _io().block_status_above(self, None, offset, nbytes, want_zero=False)
+        return st.pnum == nbytes and bool(st.flags & BDRV_BLOCK_ZERO)
+
+    @staticmethod
+    def _merge_cow(offset: int, nbytes: int, data: bytes, metas: list) -> bool:
+        for m in metas:
+            if m.cow_start.nb_bytes == 0 and m.cow_end.nb_bytes == 0:
+                continue
+            if m.skip_cow:
+                continue
+            if m.offset + m.cow_start.offset + m.cow_start.nb_bytes != offset:
+                continue
+            if m.offset + m.cow_end.offset != offset + nbytes:
+                continue
+            m.data = data
+            return True
+        return False
+
+    def _is_zero(self, offset: int, nbytes: int) -> bool:
+        """qcow2's is_zero(): the range reads as zeroes through the whole chain."""
+        if offset + nbytes > self.size:
+            nbytes = self.size - offset
+        if nbytes <= 0:
+            return True
+        io = _io()
+        while True:
+            st, _ = io.block_status_above(self, None, offset, nbytes, want_zero=True)
+            offset += st.pnum
+            nbytes -= st.pnum
+            if not (st.flags & BDRV_BLOCK_ZERO and st.pnum and nbytes):
+                break
+        return bool(st.flags & BDRV_BLOCK_ZERO) and nbytes == 0
+
+    def drv_pwrite_zeroes(self, offset: int, length: int, flags: int) -> None:
+        self._check_alive()
+        from emulator.qcow2.cluster import get_host_offset, subcluster_zeroize
+        sub = self.subcluster_size
+        head = offset & (sub - 1)
+        tail = (-(offset + length)) % sub
+        if offset + length == self.size:
+            tail = 0
+        if head or tail:
+            if not (self._is_zero(offset - head, head) and self._is_zero(offset + length, tail)):
+                raise BlockError(errno.ENOTSUP)
+            offset -= head
+            length = sub
+            _, _, t = get_host_offset(self, offset, sub)
+            if t not in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC, ST.ZERO_PLAIN,
+                         ST.ZERO_ALLOC):
+                raise BlockError(errno.ENOTSUP)
+        subcluster_zeroize(self, offset, length, flags)
+
+    def drv_pdiscard(self, offset: int, length: int) -> None:
+        self._check_alive()
+        from emulator.qcow2.cluster import cluster_discard
+        from emulator.qcow2.refcount import DISCARD_REQUEST
+        if self.qcow_version < 3 and self.backing is not None:
+            raise BlockError(errno.ENOTSUP)
+        cs = self.cluster_size
+        if (offset | length) & (cs - 1):
+            if offset & (cs - 1) or offset + length != self.size:
+                raise BlockError(errno.ENOTSUP)
+        cluster_discard(self, offset, length, DISCARD_REQUEST, False)
+
+    def drv_pwritev_compressed(self, offset: int, data: bytes) -> None:
+        self._check_alive()
+        io = _io()
+        cs = self.cluster_size
+        if not data:
+            io.truncate(self.file, io.getlength(self.file), exact=False, prealloc="off")
+            return
+        if offset & (cs - 1):
+            raise BlockError(errno.EINVAL)
+        if len(data) & (cs - 1) and offset + len(data) != self.size:
+            raise BlockError(errno.EINVAL)
+        for pos in range(0, len(data), cs):
+            self._write_compressed_cluster(offset + pos, data[pos:pos + cs])
+
+    def _write_compressed_cluster(self, offset: int, chunk: bytes) -> None:
+        from emulator.qcow2.cluster import alloc_compressed_cluster_offset
+        from emulator.qcow2.compress import compress
+        cs = self.cluster_size
+        buf = chunk + bytes(cs - len(chunk))
+        try:
+            out = compress(self.compression_type, buf, cs - 1)
+        except OSError:
+            raise BlockError(errno.EINVAL)
+        if out is None:
+            self.drv_pwritev(offset, chunk, 0)
+            return
+        host = alloc_compressed_cluster_offset(self, offset, len(out))
+        _io().pwrite(self.file, host, out)
+
+    def drv_block_status(self, want_zero: bool, offset: int, length: int) -> BlockStatus:
+        self._check_alive()
+        from emulator.qcow2.cluster import get_host_offset
+        if not self.metadata_preallocation_checked:
+            self.metadata_preallocation = self._detect_metadata_preallocation()
+            self.metadata_preallocation_checked = True
+        cur, host, t = get_host_offset(self, offset, min(INT_MAX, length))
+        status = 0
+        mapped = None
+        node = None
+        if t in (ST.NORMAL, ST.ZERO_ALLOC, ST.UNALLOCATED_ALLOC):
+            mapped, node = host, self.file
+            status |= BDRV_BLOCK_OFFSET_VALID
+        if t in (ST.ZERO_PLAIN, ST.ZERO_ALLOC):
+            status |= BDRV_BLOCK_ZERO
+        elif t not in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC):
+            status |= BDRV_BLOCK_DATA
+        if self.metadata_preallocation and status & BDRV_BLOCK_DATA and \
+                status & BDRV_BLOCK_OFFSET_VALID:
+            status |= BDRV_BLOCK_RECURSE
+        return BlockStatus(status, cur, mapped, node)
+
+    def _detect_metadata_preallocation(self) -> bool:
+        import os
+        from emulator.qcow2.refcount import get_refcount
+        io = _io()
+        file_length = io.getlength(self.file)
+        fd = getattr(self.file, "fd", None)
+        real = os.fstat(fd).st_blocks * 512 if fd is not None else file_length
+        real_clusters = real // self.cluster_size
+        threshold = max(real_clusters * 10 // 9, real_clusters + 2)
+        end = -(-file_length // self.cluster_size)
+        count = 0
+        i = 0
+        while i < end and count < threshold:
+            count += 1 if get_refcount(self, i) else 0
+            i += 1
+        return count >= threshold
+
+    def drv_truncate(self, size: int, exact: bool, prealloc: str, flags: int = 0) -> None:
+        self._check_alive()
+        from emulator.qcow2.truncate import truncate
+        truncate(self, size, exact, prealloc, flags)
+
+    def drv_flush(self) -> None:
+        pass
+
+    def drv_close(self) -> None:
+        if not self.read_only and not self.dead:
+            self.mark_clean()
+
+    # ----------------------------------------------------------------- info
+    def get_specific_info(self) -> dict:
+        ctype = hdr.COMPRESSION_NAMES.get(self.compression_type, str(self.compression_type))
+        if self.qcow_version == 2:
+            return {"compat": "0.10", "compression-type": ctype,
+                    "refcount-bits": self.refcount_bits}
+        info = {"compat": "1.1", "compression-type": ctype,
+                "lazy-refcounts": bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS),
+                "refcount-bits": self.refcount_bits,
+                "corrupt": bool(self.incompatible_features & hdr.INCOMPAT_CORRUPT),
+                "extended-l2": self.extended_l2}
+        if self.image_data_file:
+            info["data-file"] = self.image_data_file
+        return info

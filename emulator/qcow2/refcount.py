@@ -1,0 +1,358 @@
+"""Refcount table and refcount blocks of every width (qcow2-refcount.c).
+
+API summary (``s`` is an open :class:`emulator.qcow2.driver.Qcow2`):
+- ``get_refcount_in_block(block, index, order)`` /
+  ``set_refcount_in_block(block, index, order, value)`` on raw refcount
+  block bytes (order 0..6 = 1..64-bit entries).
+- ``refcount_metadata_size(clusters, cluster_size, order, generous)`` ->
+  (bytes, refblock_count), as qcow2_refcount_metadata_size.
+- ``load_refcount_table(s)``, ``get_refcount(s, cluster_index)``,
+  ``update_refcount(s, offset, length, addend, decrease, discard_type)``,
+  ``refcount_area(s, start, additional, exact, new_index, new_offset)``,
+  ``get_last_cluster(s, size)``, ``process_discards(s)``.
+Discard types: DISCARD_NEVER/ALWAYS/REQUEST/SNAPSHOT/OTHER.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+
+from emulator.block.node import BlockError
+from emulator.qcow2.header import REFT_OFFSET_MASK, c_hex
+
+DISCARD_NEVER, DISCARD_ALWAYS, DISCARD_REQUEST, DISCARD_SNAPSHOT, DISCARD_OTHER = range(5)
+
+
+class Again(Exception):
+    """The caller must restart its free-cluster search (QEMU's -EAGAIN)."""
+
+
+def get_refcount_in_block(block: bytes, index: int, order: int) -> int:
+    if order <= 3:
+        per_byte_bits = 1 << order
+        per_byte = 8 >> order
+        byte = block[index // per_byte]
+        return (byte >> (per_byte_bits * (index % per_byte))) & ((1 << per_byte_bits) - 1)
+    width = 1 << (order - 3)
+    return int.from_bytes(block[index * width:(index + 1) * width], "big")
+
+
+def set_refcount_in_block(block: bytearray, index: int, order: int, value: int) -> None:
+    if order <= 3:
+        bits = 1 << order
+        per_byte = 8 >> order
+        shift = bits * (index % per_byte)
+        mask = ((1 << bits) - 1) << shift
+        i = index // per_byte
+        block[i] = (block[i] & ~mask & 0xFF) | (value << shift)
+        return
+    width = 1 << (order - 3)
+    block[index * width:(index + 1) * width] = value.to_bytes(width, "big")
+
+
+def refcount_metadata_size(clusters: int, cluster_size: int, order: int,
+                           generous: bool) -> tuple[int, int]:
+    """Bytes of refcount blocks + table covering ``clusters`` and themselves."""
+    per_table_cluster = cluster_size // 8
+    per_block = cluster_size * 8 // (1 << order)
+    table = blocks = 0
+    n = 0
+    while True:
+        last = n
+        blocks = -(-(clusters + table + blocks) // per_block)
+        table = -(-blocks // per_table_cluster)
+        n = clusters + blocks + table
+        if n == last and generous:
+            clusters += -(-table // 2)
+            n = 0
+            generous = False
+            continue
+        if n == last:
+            break
+    return (blocks + table) * cluster_size, blocks
+
+
+def load_refcount_table(s) -> None:
+    size = s.refcount_table_size
+    raw = s.file_read(s.refcount_table_offset, size * 8) if size else b""
+    s.refcount_table = list(struct.unpack(f">{size}Q", raw))
+    update_max_refcount_table_index(s)
+
+
+def update_max_refcount_table_index(s) -> None:
+    i = s.refcount_table_size - 1
+    while i > 0 and not s.refcount_table[i] & REFT_OFFSET_MASK:
+        i -= 1
+    s.max_refcount_table_index = max(i, 0)
+
+
+def _refblock_offset(s, table_index: int) -> int:
+    """Offset of the refcount block for ``table_index`` (0 when none)."""
+    if table_index >= s.refcount_table_size:
+        return 0
+    off = s.refcount_table[table_index] & REFT_OFFSET_MASK
+    if off and off & (s.cluster_size - 1):
+        s.signal_corruption(True, f"Refblock offset {c_hex(off)} unaligned "
+                                  f"(reftable index: {c_hex(table_index)})")
+        raise BlockError(errno.EIO)
+    return off
+
+
+def get_refcount(s, cluster_index: int) -> int:
+    off = _refblock_offset(s, cluster_index >> s.refcount_block_bits)
+    if not off:
+        return 0
+    block = s.refcount_cache.get(off)
+    return get_refcount_in_block(block, cluster_index & (s.refcount_block_size - 1),
+                                 s.refcount_order)
+
+
+def _in_same_refcount_block(s, a: int, b: int) -> bool:
+    shift = s.cluster_bits + s.refcount_block_bits
+    return (a >> shift) == (b >> shift)
+
+
+def alloc_refcount_block(s, cluster_index: int) -> int:
+    """Offset of the refcount block covering ``cluster_index``; raises Again
+    after allocating one (and maybe a grown refcount table)."""
+    from emulator.qcow2.allocator import alloc_clusters_noref
+    table_index = cluster_index >> s.refcount_block_bits
+    off = _refblock_offset(s, table_index)
+    if off:
+        return off
+    new_block = alloc_clusters_noref(s, s.cluster_size, (1 << 63) - 1)
+    if new_block == 0:
+        s.signal_corruption(True, "Preventing invalid allocation of refcount block at offset 0")
+        raise BlockError(errno.EIO)
+    if _in_same_refcount_block(s, new_block, cluster_index << s.cluster_bits):
+        block = s.refcount_cache.get_empty(new_block)
+        set_refcount_in_block(block, (new_block >> s.cluster_bits) & (s.refcount_block_size - 1),
+                              s.refcount_order, 1)
+    else:
+        update_refcount(s, new_block, s.cluster_size, 1, False, DISCARD_NEVER)
+        s.refcount_cache.get_empty(new_block)
+    s.refcount_cache.put_dirty(new_block)
+    if table_index < s.refcount_table_size:
+        s.file_write(s.refcount_table_offset + table_index * 8, struct.pack(">Q", new_block))
+        s.refcount_table[table_index] = new_block
+        s.max_refcount_table_index = max(s.max_refcount_table_index, table_index)
+        raise Again()
+    blocks_used = -(-max(cluster_index + 1, (new_block >> s.cluster_bits) + 1)
+                    // s.refcount_block_size)
+    meta_offset = blocks_used * s.refcount_block_size * s.cluster_size
+    refcount_area(s, meta_offset, 0, False, table_index, new_block)
+    raise Again()
+
+
+def refcount_area(s, start_offset: int, additional_clusters: int, exact_size: bool,
+                  new_refblock_index: int, new_refblock_offset: int) -> int:
+    """Build self-describing refcount structures at ``start_offset`` (end of
+    file) covering everything plus ``additional_clusters``; returns the offset
+    after them."""
+    from emulator.qcow2.allocator import free_clusters
+    cs = s.cluster_size
+    _, total = refcount_metadata_size(start_offset // cs + additional_clusters, cs,
+                                      s.refcount_order, not exact_size)
+    if total > 8 * 1024 * 1024:
+        raise BlockError(errno.EFBIG)
+    area_index = (start_offset // cs) // s.refcount_block_size
+    table_size = total if exact_size else total + -(-total // 2)
+    per = cs // 8
+    table_size = -(-table_size // per) * per
+    table_clusters = table_size * 8 // cs
+    if table_size > 8 * 1024 * 1024:
+        raise BlockError(errno.EFBIG)
+    new_table = [0] * table_size
+    if table_size > s.max_refcount_table_index:
+        n = min(s.max_refcount_table_index + 1, len(s.refcount_table))
+    else:
+        n = table_size
+    new_table[:n] = s.refcount_table[:n]
+    if new_refblock_offset:
+        new_table[new_refblock_index] = new_refblock_offset
+    additional = sum(1 for i in range(area_index, total) if not new_table[i])
+    table_offset = start_offset + additional * cs
+    end_offset = table_offset + table_clusters * cs
+    block_offset = start_offset
+    for i in range(area_index, total):
+        if new_table[i]:
+            off = new_table[i]
+            block = s.refcount_cache.get(off)
+        else:
+            off = block_offset
+            block = s.refcount_cache.get_empty(off)
+            new_table[i] = off
+            block_offset += cs
+        first = i * s.refcount_block_size * cs
+        if first < end_offset:
+            j = (start_offset - first) // cs if first < start_offset else 0
+            end_index = min((end_offset - first) // cs, s.refcount_block_size)
+            for k in range(j, end_index):
+                set_refcount_in_block(block, k, s.refcount_order, 1)
+        s.refcount_cache.put_dirty(off)
+    raw = struct.pack(f">{table_size}Q", *new_table)
+    s.file_write(table_offset, raw)
+    s.file_write(48, struct.pack(">QI", table_offset, table_clusters))
+    old_offset, old_size = s.refcount_table_offset, s.refcount_table_size
+    s.refcount_table = new_table
+    s.refcount_table_size = table_size
+    s.refcount_table_offset = table_offset
+    update_max_refcount_table_index(s)
+    free_clusters(s, old_offset, old_size * 8, DISCARD_OTHER)
+    return end_offset
+
+
+def _queue_discard(s, offset: int, length: int) -> None:
+    """update_refcount_discard: merge into the pending discard list."""
+    d = None
+    for region in s.discards:
+        new_start = min(offset, region[0])
+        new_end = max(offset + length, region[0] + region[1])
+        if new_end - new_start <= length + region[1]:
+            region[0], region[1] = new_start, new_end - new_start
+            d = region
+            break
+    if d is None:
+        d = [offset, length]
+        s.discards.append(d)
+    for p in list(s.discards):
+        if p is d or p[0] > d[0] + d[1] or d[0] > p[0] + p[1]:
+            continue
+        s.discards.remove(p)
+        d[0] = min(d[0], p[0])
+        d[1] += p[1]
+
+
+def process_discards(s) -> None:
+    """Pass queued discards of freed clusters down to the file."""
+    from emulator.block import io
+    pending, s.discards = s.discards, []
+    for off, length in pending:
+        try:
+            io.pdiscard(s.file, off, length)
+        except BlockError:
+            pass
+
+
+def update_refcount(s, offset: int, length: int, addend: int, decrease: bool,
+                    discard_type: int) -> None:
+    """Add or subtract ``addend`` on every cluster touched by [offset, offset+length)."""
+    if length <= 0:
+        if length < 0:
+            raise BlockError(errno.EINVAL)
+        return
+    cs = s.cluster_size
+    start = offset & ~(cs - 1)
+    last = (offset + length - 1) & ~(cs - 1)
+    block_off = None
+    old_table_index = -1
+    cluster_offset = start
+    try:
+        while cluster_offset <= last:
+            cluster_index = cluster_offset >> s.cluster_bits
+            table_index = cluster_index >> s.refcount_block_bits
+            if table_index != old_table_index:
+                if block_off is not None:
+                    s.refcount_cache.put_dirty(block_off)
+                    block_off = None
+                try:
+                    block_off = alloc_refcount_block(s, cluster_index)
+                except Again:
+                    if s.free_cluster_index > (start >> s.cluster_bits):
+                        s.free_cluster_index = start >> s.cluster_bits
+                    raise
+            old_table_index = table_index
+            block = s.refcount_cache.get(block_off)
+            bi = cluster_index & (s.refcount_block_size - 1)
+            refcount = get_refcount_in_block(block, bi, s.refcount_order)
+            if decrease:
+                if refcount < addend:
+                    raise BlockError(errno.EINVAL)
+                refcount -= addend
+            else:
+                if refcount + addend > s.refcount_max:
+                    raise BlockError(errno.EINVAL)
+                refcount += addend
+            if refcount == 0 and cluster_index < s.free_cluster_index:
+                s.free_cluster_index = cluster_index
+            set_refcount_in_block(block, bi, s.refcount_order, refcount)
+            if refcount == 0:
+                if offset != block_off:
+                    s.refcount_cache.discard(offset)
+                s.l2_cache.discard(offset)
+                if s.discard_passthrough[discard_type]:
+                    _queue_discard(s, cluster_offset, cs)
+            cluster_offset += cs
+    except (BlockError, Again) as e:
+        if not s.cache_discards:
+            process_discards(s)
+        if block_off is not None:
+            s.refcount_cache.put_dirty(block_off)
+        if cluster_offset > offset:
+            try:
+                update_refcount(s, offset, cluster_offset - offset, addend, not decrease,
+                                DISCARD_NEVER)
+            except (BlockError, Again):
+                pass
+        raise e
+    if block_off is not None:
+        s.refcount_cache.put_dirty(block_off)
+    if not s.cache_discards:
+        process_discards(s)
+
+
+def get_last_cluster(s, size: int) -> int:
+    """Index of the last cluster with a nonzero refcount below ``size`` bytes."""
+    for i in range(((size + s.cluster_size - 1) >> s.cluster_bits) - 1, -1, -1):
+        if get_refcount(s, i) > 0:
+            return i
+    s.signal_corruption(True, "There are no references in the refcount table.")
+    raise BlockError(errno.EIO)
+
+
+def _discard_refcount_block(s, block_offset: int) -> None:
+    """Drop the refcount of an unused refcount block and discard it."""
+    cluster_index = block_offset >> s.cluster_bits
+    table_index = cluster_index >> s.refcount_block_bits
+    covering = s.refcount_table[table_index] & REFT_OFFSET_MASK \
+        if table_index < s.refcount_table_size else 0
+    if not covering:
+        s.signal_corruption(True, f"Refblock at {c_hex(block_offset)} is not covered by the "
+                                  f"refcount structures")
+        raise BlockError(errno.EIO)
+    block = s.refcount_cache.get(covering)
+    bi = cluster_index & (s.refcount_block_size - 1)
+    refcount = get_refcount_in_block(block, bi, s.refcount_order)
+    if refcount != 1:
+        s.signal_corruption(True, f"Invalid refcount: refblock offset {c_hex(covering)}, "
+                                  f"reftable index {table_index}, block offset "
+                                  f"{c_hex(block_offset)}, refcount {c_hex(refcount)}")
+        raise BlockError(errno.EINVAL)
+    set_refcount_in_block(block, bi, s.refcount_order, 0)
+    s.refcount_cache.put_dirty(covering)
+    if cluster_index < s.free_cluster_index:
+        s.free_cluster_index = cluster_index
+    s.refcount_cache.discard(block_offset)
+    _queue_discard(s, block_offset, s.cluster_size)
+
+
+def shrink_reftable(s) -> None:
+    """qcow2_shrink_reftable: unhook refcount blocks that count nothing but themselves."""
+    new_table = []
+    for i in range(s.refcount_table_size):
+        off = s.refcount_table[i] & REFT_OFFSET_MASK
+        if not off:
+            new_table.append(0)
+            continue
+        block = bytearray(s.refcount_cache.get(off))
+        if i == (off >> s.cluster_bits) >> s.refcount_block_bits:
+            set_refcount_in_block(block, (off >> s.cluster_bits) & (s.refcount_block_size - 1),
+                                  s.refcount_order, 0)
+        new_table.append(s.refcount_table[i] if any(block) else 0)
+    s.file_write(s.refcount_table_offset, struct.pack(f">{len(new_table)}Q", *new_table))
+    for i in range(s.refcount_table_size):
+        if s.refcount_table[i] and not new_table[i]:
+            _discard_refcount_block(s, s.refcount_table[i] & REFT_OFFSET_MASK)
+            s.refcount_table[i] = 0
+    if not s.cache_discards:
+        process_discards(s)

@@ -1,0 +1,33 @@
+"""Per-case timing history (the ``(last: 1.3s)`` column), kept in .timings.json."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+
+class Timings:
+    """Last elapsed time of each case, per implementation / format / options."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        self.path = path
+        self.key = key
+        try:
+            self.data: dict[str, dict[str, float]] = json.loads(path.read_text())
+            if not isinstance(self.data, dict):
+                self.data = {}
+        except (OSError, ValueError):
+            self.data = {}
+
+    def get(self, case: str) -> Optional[float]:
+        value = self.data.get(self.key, {}).get(case)
+        return value if isinstance(value, (int, float)) else None
+
+    def update(self, case: str, elapsed: float) -> None:
+        self.data.setdefault(self.key, {})[case] = elapsed
+
+    def save(self) -> None:
+        try:
+            self.path.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+        except OSError:
+            pass

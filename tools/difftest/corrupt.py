@@ -1,0 +1,231 @@
+"""Corrupt qcow2 inputs: named corruptions, random mutations, and their comparison.
+
+Base images are always made by real QEMU; each corruption is applied to a
+copy, and each probe command runs on its own fresh copy on both sides.
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .filters import filter_output
+from .runners import Result, Runner, qemu_runner
+from .sequence import img_step, io_step
+
+IMG = "img.qcow2"
+PROBES = [("img", ["check", IMG]), ("img", ["info", IMG]), ("io", ["-c", "read 0 64k", IMG])]
+OFFSET_MASK = 0x00FFFFFFFFFFFE00
+
+#: base images: name -> (create options, qemu-io commands writing some data)
+BASES: dict[str, tuple[str, list[str]]] = {
+    "ext64k": ("extended_l2=on,cluster_size=64k",
+               ["write -P 0x11 0 64k", "write -P 0x22 68k 4k", "write -c -P 0x33 128k 64k",
+                "write -z 192k 64k"]),
+    "std64k": ("cluster_size=64k",
+               ["write -P 0x11 0 64k", "write -P 0x22 64k 4k", "write -c -P 0x33 128k 64k",
+                "write -z 192k 64k"]),
+    "std4k": ("cluster_size=4k,refcount_bits=8",
+              ["write -P 0x11 0 8k", "write -c -P 0x33 8k 4k", "write -P 0x44 1M 4k"]),
+}
+
+
+def make_base(name: str, workdir: Path) -> bytes:
+    """Create base image ``name`` with real QEMU; return its bytes."""
+    opts, cmds = BASES[name]
+    workdir.mkdir(parents=True, exist_ok=True)
+    q = qemu_runner()
+    for step in (img_step("create", "-q", "-f", "qcow2", "-o", opts, IMG, "2M"),
+                 io_step(IMG, cmds, "qcow2")):
+        r = q.run(step.tool, list(step.argv), workdir)
+        assert r.rc == 0, (step, r)
+    return (workdir / IMG).read_bytes()
+
+
+@dataclass
+class Layout:
+    """Where the metadata of an image lives."""
+
+    l1: int
+    l1_size: int
+    l2: int
+    l2_entry_size: int
+    reftable: int
+    refblock: int
+    ext_start: int
+    refcount_bytes: float
+
+
+def layout(data: bytes) -> Layout:
+    """Read the metadata offsets of a (valid) qcow2 image."""
+    l1_size, l1 = struct.unpack_from(">IQ", data, 36)
+    reftable = struct.unpack_from(">Q", data, 48)[0]
+    incompat = struct.unpack_from(">Q", data, 72)[0]
+    order = struct.unpack_from(">I", data, 96)[0]
+    hdr_len = struct.unpack_from(">I", data, 100)[0]
+    l2 = struct.unpack_from(">Q", data, l1)[0] & OFFSET_MASK
+    refblock = struct.unpack_from(">Q", data, reftable)[0]
+    return Layout(l1, l1_size, l2, 16 if incompat & 16 else 8, reftable, refblock,
+                  hdr_len, (1 << order) / 8)
+
+
+def _put(data: bytearray, off: int, fmt: str, *values: int) -> None:
+    struct.pack_into(fmt, data, off, *values)
+
+
+def _l2_entry(data: bytearray, index: int, value: int, bitmap: int | None = None) -> None:
+    lay = layout(data)
+    _put(data, lay.l2 + index * lay.l2_entry_size, ">Q", value)
+    if bitmap is not None:
+        _put(data, lay.l2 + index * lay.l2_entry_size + 8, ">Q", bitmap)
+
+
+def _garbage(data: bytearray, start: int, end: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    data[start:end] = bytes(rng.randrange(256) for _ in range(end - start))
+
+
+Mutation = Callable[[bytearray], None]
+
+#: named corruptions: name -> (base image, mutation)
+NAMED: dict[str, tuple[str, Mutation]] = {
+    "garbage_header_keep_magic": ("std64k", lambda d: _garbage(d, 4, 104)),
+    "garbage_first_sector": ("std64k", lambda d: _garbage(d, 0, 512)),
+    "version_1": ("std64k", lambda d: _put(d, 4, ">I", 1)),
+    "version_4": ("std64k", lambda d: _put(d, 4, ">I", 4)),
+    "cluster_bits_8": ("std64k", lambda d: _put(d, 20, ">I", 8)),
+    "cluster_bits_22": ("std64k", lambda d: _put(d, 20, ">I", 22)),
+    "unknown_incompatible_bits": ("ext64k", lambda d: _put(d, 72, ">Q", 0x10 | 1 << 13 | 1 << 40)),
+    "unknown_autoclear_bit": ("std64k", lambda d: _put(d, 88, ">Q", 1 << 20)),
+    "unknown_compatible_bit": ("std64k", lambda d: _put(d, 80, ">Q", 1 << 33)),
+    "corrupt_bit": ("std64k", lambda d: _put(d, 72, ">Q", 2)),
+    "dirty_bit": ("std64k", lambda d: _put(d, 72, ">Q", 1)),
+    "crypt_method_aes": ("std64k", lambda d: _put(d, 32, ">I", 1)),
+    "refcount_order_7": ("std64k", lambda d: _put(d, 96, ">I", 7)),
+    "header_length_small": ("std64k", lambda d: _put(d, 100, ">I", 100)),
+    "header_length_huge": ("std64k", lambda d: _put(d, 100, ">I", 0x20000)),
+    "l1_beyond_eof": ("std64k", lambda d: _put(d, 40, ">Q", 0x10000000)),
+    "l1_unaligned": ("std64k", lambda d: _put(d, 40, ">Q", layout(d).l1 + 0x200)),
+    "l1_size_huge": ("std64k", lambda d: _put(d, 36, ">I", 0x7FFFFFFF)),
+    "l1_size_too_small": ("std64k", lambda d: _put(d, 24, ">Q", 1 << 40)),
+    "refcount_table_beyond_eof": ("std64k", lambda d: _put(d, 48, ">Q", 0x10000000)),
+    "refcount_table_unaligned": ("std64k", lambda d: _put(d, 48, ">Q", layout(d).reftable + 8)),
+    "refcount_table_clusters_huge": ("std64k", lambda d: _put(d, 56, ">I", 0x1000000)),
+    "l2_beyond_eof": ("std64k", lambda d: _put(d, layout(d).l1, ">Q", 1 << 63 | 0x10000000)),
+    "l2_unaligned": ("std64k", lambda d: _put(d, layout(d).l1, ">Q", 1 << 63 | layout(d).l2 + 0x200)),
+    "data_beyond_eof": ("std64k", lambda d: _l2_entry(d, 0, 1 << 63 | 0x10000000)),
+    "data_beyond_eof_ext": ("ext64k", lambda d: _l2_entry(d, 0, 1 << 63 | 0x10000000)),
+    "unaligned_host_offset": ("std64k", lambda d: _l2_entry(d, 0, 1 << 63 | 0x50200)),
+    "unaligned_host_offset_ext": ("ext64k", lambda d: _l2_entry(d, 0, 1 << 63 | 0x50200)),
+    "subcluster_both_bits": ("ext64k", lambda d: _l2_entry(d, 0, 1 << 63 | 0x50000,
+                                                           0x1_FFFFFFFF)),
+    "subcluster_alloc_without_host": ("ext64k", lambda d: _l2_entry(d, 0, 0, 0x1)),
+    "compressed_with_bitmap": ("ext64k", lambda d: _l2_entry(
+        d, 2, struct.unpack_from(">Q", d, layout(d).l2 + 32)[0], 0xFF)),
+    "l2_reserved_bits": ("std64k", lambda d: _l2_entry(d, 0, 1 << 63 | 1 << 56 | 0x50000)),
+    "refcount_block_zeroed": ("std64k", lambda d: d.__setitem__(
+        slice(layout(d).refblock, layout(d).refblock + 64), bytes(64))),
+    "refcount_table_entry_beyond_eof": ("std64k", lambda d: _put(d, layout(d).reftable, ">Q",
+                                                                 0x10000000)),
+    "extension_length_huge": ("std64k", lambda d: _put(d, layout(d).ext_start + 4, ">I",
+                                                       0xFFFF0000)),
+    "extension_length_past_cluster": ("std64k", lambda d: _put(d, layout(d).ext_start + 4, ">I",
+                                                                0x10000)),
+    "backing_name_beyond_eof": ("std64k", lambda d: (_put(d, 8, ">Q", 0x10000000),
+                                                     _put(d, 16, ">I", 16))),
+    "backing_name_too_long": ("std64k", lambda d: (_put(d, 8, ">Q", 0x1000),
+                                                   _put(d, 16, ">I", 2000))),
+    "snapshot_table_beyond_eof": ("std64k", lambda d: (_put(d, 60, ">I", 1),
+                                                       _put(d, 64, ">Q", 0x10000000))),
+}
+
+HEADER_FIELDS = [(4, ">I"), (8, ">Q"), (16, ">I"), (20, ">I"), (24, ">Q"), (32, ">I"), (36, ">I"),
+                 (40, ">Q"), (48, ">Q"), (56, ">I"), (60, ">I"), (64, ">Q"), (72, ">Q"),
+                 (80, ">Q"), (88, ">Q"), (96, ">I"), (100, ">I"), (104, ">B")]
+
+
+def _random_value(rng: random.Random, old: int, bits: int) -> int:
+    kind = rng.randrange(5)
+    if kind == 0:
+        return old ^ (1 << rng.randrange(bits))
+    if kind == 1:
+        return rng.getrandbits(bits)
+    if kind == 2:
+        return (old + rng.choice([-1, 1, 0x200, -0x200, 0x10000, 8])) % (1 << bits)
+    if kind == 3:
+        return rng.choice([0, (1 << bits) - 1, 1 << (bits - 1)])
+    return old ^ (1 << rng.randrange(bits)) ^ (1 << rng.randrange(bits))
+
+
+def random_mutation(rng: random.Random, data: bytearray, lay: Layout) -> str:
+    """Mutate ``data`` (whose pristine layout is ``lay``) in place; describe the change."""
+    where = rng.choice(["header", "header", "l1", "l2", "l2", "refblock", "reftable", "ext"])
+    if where == "header":
+        off, fmt = rng.choice(HEADER_FIELDS)
+    elif where == "l1":
+        off, fmt = lay.l1 + 8 * rng.randrange(lay.l1_size), ">Q"
+    elif where == "l2":
+        off, fmt = lay.l2 + 8 * rng.randrange(2 * lay.l2_entry_size), ">Q"
+    elif where == "refblock":
+        off, fmt = lay.refblock + rng.randrange(16), ">B"
+    elif where == "reftable":
+        off, fmt = lay.reftable + 8 * rng.randrange(2), ">Q"
+    else:
+        off, fmt = lay.ext_start + rng.choice([0, 4]), ">I"
+    old = struct.unpack_from(fmt, data, off)[0]
+    new = _random_value(rng, old, struct.calcsize(fmt) * 8)
+    struct.pack_into(fmt, data, off, new)
+    return f"{where} @{off:#x} ({fmt[1]}): {old:#x} -> {new:#x}"
+
+
+@dataclass
+class ProbeResult:
+    result: Result
+    after: bytes
+
+
+def probe(runner: Runner, data: bytes, tool: str, argv: list[str], workdir: Path) -> ProbeResult:
+    """Run one command on a fresh copy of ``data``; return its result and the file after."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / IMG).write_bytes(data)
+    r = runner.run(tool, argv, workdir)
+    d = (str(workdir.resolve()),)
+    r = Result(r.rc, filter_output(r.out, d), filter_output(r.err, d))
+    return ProbeResult(r, (workdir / IMG).read_bytes())
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def compare_corrupt(data: bytes, ref: Runner, sut: Runner, workdir: Path) -> tuple[list[str], list[str]]:
+    """(hard, soft) differences over the probe commands for one corrupt image.
+
+    Hard: exit code, first stderr line, a traceback, the file after the command.
+    Soft: any other difference in stdout/stderr.
+    """
+    hard: list[str] = []
+    soft: list[str] = []
+    for tool, argv in PROBES:
+        a = probe(ref, data, tool, argv, workdir / "qemu")
+        b = probe(sut, data, tool, argv, workdir / "ours")
+        cmd = " ".join(["qemu-img" if tool == "img" else "qemu-io", *argv])
+        if "PYTHON" in b.result.err:
+            hard.append(f"`{cmd}`: traceback\n{b.result.err}")
+        if a.result.rc != b.result.rc:
+            hard.append(f"`{cmd}`: exit {a.result.rc} vs {b.result.rc}")
+        if _first_line(a.result.err) != _first_line(b.result.err):
+            hard.append(f"`{cmd}`: first error line\n    qemu: {_first_line(a.result.err)}\n"
+                        f"    ours: {_first_line(b.result.err)}")
+        if a.after != b.after:
+            hard.append(f"`{cmd}`: image file after the command differs "
+                        f"({'QEMU wrote' if a.after != data else 'QEMU did not write'})")
+        if (a.result.out, a.result.err) != (b.result.out, b.result.err):
+            soft.append(f"`{cmd}`: output differs\n--- qemu\n{a.result.out}{a.result.err}"
+                        f"--- ours\n{b.result.out}{b.result.err}")
+    return hard, soft

@@ -1,0 +1,21 @@
+"""Output filters shared by both sides of a comparison (as qemu-iotests' common.filter)."""
+import re
+
+_TIMING = re.compile(
+    r"[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*/sec and [0-9/.inf]* ops/sec\)"
+)
+_DISK_SIZE = re.compile(r"^disk size: .*$", re.MULTILINE)
+
+
+def filter_qemu_io(text: str) -> str:
+    """Replace qemu-io's timing figures, like _filter_qemu_io."""
+    return _TIMING.sub("X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)", text)
+
+
+def filter_output(text: str, scratch_dirs: tuple[str, ...] = ()) -> str:
+    """Filter timing lines, 'disk size' (host-allocation dependent) and scratch paths."""
+    text = filter_qemu_io(text)
+    text = _DISK_SIZE.sub("disk size: XXX", text)
+    for d in scratch_dirs:
+        text = text.replace(d.rstrip("/") + "/", "TEST_DIR/")
+    return text
