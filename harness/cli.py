@@ -106,7 +106,7 @@ def run_parallel(paths: list[Path], config: RunConfig, jobs: int, rep: report.Re
                     data = json.loads(Path(results_dir, entry).read_text())
                     res = CaseResult(**data)
                     seen[entry] = res
-                    rep.line(res.name, data.get("messages", ["", ""])[0] or report.now(),
+                    rep.line(res.name, res.start or report.now(),
                              res.status, report.now(), res.elapsed, timings.get(res.name),
                              res.description)
             if proc.poll() is not None and not proc.stdout.read():
@@ -155,6 +155,15 @@ def update_golden(paths: list[Path], config: RunConfig, source: str) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run ./check; returns the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\ncheck: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Optional[list[str]]) -> int:
     args = build_parser().parse_args(argv)
     config = RunConfig(imgfmt=args.imgfmt, imgopts=args.imgopts or "",
                        cachemode=args.cachemode, impl=args.impl, debug=args.debug,

@@ -77,11 +77,6 @@ def lookup(golden_dir: Path, case_id: str, fmt: str, imgopts: str) -> Optional[P
     return max(usable, key=lambda v: v.specificity).path
 
 
-def expected_path(golden_dir: Path, case_id: str, fmt: str, imgopts: str) -> Path:
-    """Where a golden file for this run would live if none existed (for messages)."""
-    return lookup(golden_dir, case_id, fmt, imgopts) or golden_dir / f"{case_id}.out"
-
-
 def diff(expected: str, actual: str, expected_name: str, actual_name: str) -> list[str]:
     """Unified diff ignoring trailing spaces, as qemu-iotests' file_diff."""
     a = [line.rstrip() for line in expected.splitlines()]

@@ -43,7 +43,7 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         start = report.now()
         result = run_case(Path(self.path), self._config())
-        result.messages = [start]
+        result.start = start
         results_dir = self.config.getoption("--qcowlab-results")
         if results_dir:
             data = dataclasses.asdict(result)

@@ -44,7 +44,7 @@ class CaseResult:
     elapsed: Optional[float] = None
     diff: list[str] = field(default_factory=list)
     output: str = ""
-    messages: list[str] = field(default_factory=list)
+    start: str = ""
 
 
 def make_backend(impl: str, sock_dir: str) -> Backend:
@@ -89,9 +89,10 @@ class _Run:
     files: list[str]
 
 
-def execute(case: Case, config: RunConfig, impl: str) -> "_Run | str":
+def execute(case: Case, config: RunConfig, impl: str,
+            test_dir: Optional[Path] = None) -> "_Run | str":
     """Run the case on one implementation; a string is a not-run reason."""
-    test_dir = scratch_dir(config, impl, case.id)
+    test_dir = test_dir or scratch_dir(config, impl, case.id)
     shutil.rmtree(test_dir, ignore_errors=True)
     test_dir.mkdir(parents=True)
     backend = make_backend(impl, str(test_dir))
@@ -190,11 +191,19 @@ def run_case(path: Path, config: RunConfig) -> CaseResult:
         impls = ["qemu", "emulator"] if config.impl == "both" else [config.impl]
         runs: list[_Run] = []
         for impl in impls:
-            run = execute(case, config, impl)
+            # with "both", each implementation runs in the same directory in turn (image
+            # files hold absolute backing file names); the QEMU run is then moved aside
+            shared = scratch_dir(config, "both", case.id) if config.impl == "both" else None
+            run = execute(case, config, impl, shared)
             if isinstance(run, str):
                 for r in runs:
                     shutil.rmtree(r.test_dir, ignore_errors=True)
                 return CaseResult(name, "not run", run)
+            if shared is not None and impl == "qemu":
+                aside = shared.with_name(f"{case.id}.qemu")
+                shutil.rmtree(aside, ignore_errors=True)
+                shared.rename(aside)
+                run.test_dir = aside
             runs.append(run)
         if config.impl == "both":
             result = _compare_impls(case, runs[0], runs[1])

@@ -46,6 +46,8 @@ def by_groups(paths: list[Path], include: Optional[str], exclude: Optional[str])
     """Keep cases in any ``include`` group and in no ``exclude`` group (broken cases stay)."""
     inc = set(filter(None, (include or "").split(",")))
     exc = set(filter(None, (exclude or "").split(",")))
+    if not inc and not exc:
+        return paths
     out = []
     for path in paths:
         groups = _groups(path)

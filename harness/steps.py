@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 import string
+import sys
 from typing import Any, Optional
 
 from harness import filters as flt
@@ -86,12 +87,11 @@ class Executor:
             return fn(*args, **kw)
         except BackendError as exc:
             raise StepFailed(str(exc)) from None
-        except OSError as exc:
+        except Exception as exc:  # timeouts, a QMP connection lost, a missing binary...
             raise StepFailed(f"{type(exc).__name__}: {exc}") from None
 
     def log_debug(self, argv: list[str]) -> None:
         if self.debug:
-            import sys
             print(f"+ [{self.backend.name}] {shlex.join(argv)}", file=sys.__stderr__)
 
     def img(self, argv: list[str]) -> Result:
@@ -103,7 +103,7 @@ class Executor:
         if self.cachemode:
             argv += ["-t", self.cachemode]
         argv += args + [self.path(img)]
-        self.log_debug(["qemu-io"] + argv + [f"-c {c}" for c in commands])
+        self.log_debug(["qemu-io"] + [a for c in commands for a in ("-c", c)] + argv)
         return self.call(self.backend.qemu_io, argv, commands, session=session)
 
     # --- images ------------------------------------------------------------

@@ -25,8 +25,8 @@ class LList(list):
     line: int = 0
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader producing LDict / LList with line numbers."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loader (libyaml's when available) producing LDict / LList with line numbers."""
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LDict:
@@ -57,7 +57,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 def load(text: str, path: str) -> Any:
     """Parse ``text`` (the contents of ``path``); YAML errors become CaseError."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

@@ -207,6 +207,46 @@ def unallocated_with_alloc_bits(path: str) -> None:
     poke(path, l2_offset(path) + 16 + 8, struct.pack(">Q", 0x3))
 
 
+def with_snapshots(path: str) -> None:
+    make(path, cmds=("write -P 1 0 128k",))
+    subprocess.run(["qemu-img", "snapshot", "-c", "snap1", path], check=True)
+    qemu_io(path, "write -P 2 64k 64k", "write 512k 64k")
+    subprocess.run(["qemu-img", "snapshot", "-c", "second", path], check=True)
+
+
+def snapshot_shared_refcount_low(path: str) -> None:
+    with_snapshots(path)
+    poke(path, refblock0(path) + 2 * 5, b"\0\1")  # shared by the snapshots: really 3
+
+
+def snapshot_l1_unaligned(path: str) -> None:
+    with_snapshots(path)
+    table = u64(path, 64)
+    poke(path, table, struct.pack(">Q", u64(path, table) + 0x200))
+
+
+def snapshot_incomplete(path: str) -> None:
+    """First entry rewritten without its extra data (as a pre-v3 writer would)."""
+    with_snapshots(path)
+    table = u64(path, 64)
+    with open(path, "r+b") as f:
+        f.seek(table)
+        head = f.read(40)
+        l1_off, l1_size, id_len, name_len, ds, dn, clock, vm, extra = \
+            struct.unpack(">QIHHIIQII", head)
+        f.seek(table + 40 + extra)
+        names = f.read(id_len + name_len)
+        rest_start = table + 40 + extra + id_len + name_len
+        rest_start = -(-rest_start // 8) * 8
+        f.seek(rest_start)
+        rest = f.read(40 + 24 + 64)
+        entry = struct.pack(">QIHHIIQII", l1_off, l1_size, id_len, name_len, ds, dn, clock,
+                            vm, 0) + names
+        entry += bytes(-len(entry) % 8)
+        f.seek(table)
+        f.write(entry + rest)
+
+
 CASES = {
     "clean": clean, "clean_ext": clean_ext, "leaked": leaked,
     "refcount_too_low": refcount_too_low, "refcount_too_high": refcount_too_high,
@@ -215,6 +255,10 @@ CASES = {
     "compressed_copied": compressed_copied, "copied_missing": copied_missing,
     "l1_reserved": l1_reserved, "refblock_outside": refblock_outside,
     "unallocated_with_alloc_bits": unallocated_with_alloc_bits,
+    "with_snapshots": with_snapshots,
+    "snapshot_shared_refcount_low": snapshot_shared_refcount_low,
+    "snapshot_l1_unaligned": snapshot_l1_unaligned,
+    "snapshot_incomplete": snapshot_incomplete,
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -132,3 +131,15 @@ def test_qemu_parallel_run(tmp_path: Path) -> None:
     status, out = check(tmp_path, "--impl", "qemu", "-j", "2")
     assert status == 0, out
     assert out.splitlines()[-1] == "Passed all 3 iotests"
+
+
+def test_parallel_run_on_xdist(lib: Path) -> None:
+    (lib / "cases" / "c2.yaml").write_text(ECHO_CASE)
+    (lib / "golden" / "c2.out").write_text(ECHO_OUT.replace("c1", "c2").replace("world", "x"))
+    status, out = check(lib, "-j", "2")
+    assert status == 1
+    lines = out.splitlines()
+    assert any(line.startswith("c1   pass ") for line in lines)
+    assert any(line.startswith("c2   fail ") for line in lines)
+    assert "-x" in lines and "+world" in lines
+    assert lines[-2:] == ["Failures: c2", "Failed 1 of 2 iotests"]

@@ -37,8 +37,7 @@ SEQUENCES = [
 @pytest.mark.parametrize("spec", FORMATS)
 @pytest.mark.parametrize("commands", SEQUENCES, ids=lambda c: "; ".join(c))
 def test_operations_match_qemu(tmp_path, spec, commands):
-    cluster = size(create_opts(spec).get("cluster_size", 65536)) \
-        if "cluster_size" in spec else 65536
+    cluster = create_opts(spec).get("cluster_size", 65536)
     if any(c.startswith("c ") and size(c.split()[3]) > cluster for c in commands):
         pytest.skip("several compressed clusters in one request: QEMU's allocation order "
                     "is not deterministic")
@@ -80,6 +79,11 @@ def test_backed_operations_match_qemu(tmp_path, spec, commands):
     ("cluster_size=2M,extended_l2=on", "100M", ["w 0x11 0 3M", "w 0x22 5M 1k",
                                                 "c 0x33 20M 2M", "z 21M 64k"]),
     ("compression_type=zstd", "4M", ["c 0x11 0 64k", "c 0x11 128k 64k", "w 0x22 130k 1"]),
+    # one write over compressed/allocated/unallocated clusters: later chunks are
+    # allocated before earlier chunks free their compressed clusters
+    ("compat=1.1", "1M", ["w 0x1 64k 64k", "c 0x2 0 64k", "w 0x3 0 192k"]),
+    ("compat=1.1", "4M", [f"w 0x1 {i * 64}k 64k" if i % 3 == 0 else f"c 0x2 {i * 64}k 64k"
+                          for i in range(24) if i % 3 != 2] + ["w 0x3 0 1536k"]),
 ], ids=lambda v: v if isinstance(v, str) else "; ".join(v))
 def test_metadata_growth_matches_qemu(tmp_path, spec, image_size, commands):
     assert same_image(*run_both(tmp_path, spec, image_size, commands))
@@ -101,3 +105,49 @@ def test_reads_through_backing_chain(tmp_path):
     assert data == b"\xcc" * 2048 + b"\xaa" * (96 * 1024 - 2048) + b"\xbb" * 8192 + \
         b"\0" * (24 * 1024)
     assert b"cc cc cc cc" in expect and b"bb bb bb bb" in expect
+
+
+@pytest.mark.parametrize("spec,old,new,prealloc", [
+    ("compat=1.1", "1M", "10M", "metadata"), ("compat=1.1", "1M", "10M", "falloc"),
+    ("compat=1.1", "1M", "5M", "full"), ("extended_l2=on", "1000k", "10M", "falloc"),
+    ("cluster_size=512,refcount_bits=64", "100k", "10M", "full"),
+    ("compat=1.1", "1M", "100M", "off"),
+    ("extended_l2=on,backing_file=base.raw,backing_fmt=raw", "1000k", "10M", "falloc"),
+    ("backing_file=base.raw,backing_fmt=raw", "200k", "10M", "off"),
+    ("extended_l2=on,backing_file=base.raw,backing_fmt=raw", "200k", "10M", "metadata"),
+])
+def test_resize_matches_qemu_img(tmp_path, spec, old, new, prealloc):
+    """qemu-img resize --preallocation=MODE; both images are built by QEMU the same way
+    (a copy would not keep the file's holes)."""
+    subprocess.run("qemu-img create -f raw base.raw 300k && "
+                   "qemu-io -f raw -c 'write -P 0xaa 0 300k' base.raw",
+                   shell=True, check=True, capture_output=True, cwd=tmp_path)
+    for name in ("q.qcow2", "e.qcow2"):
+        subprocess.run(f"qemu-img create -f qcow2 -o {spec} {name} {old} && "
+                       f"qemu-io -c 'write -P 1 0 64k' {name}",
+                       shell=True, check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(["qemu-img", "resize", f"--preallocation={prealloc}", "q.qcow2", new],
+                   check=True, capture_output=True, cwd=tmp_path)
+    node = open_image(str(tmp_path / "e.qcow2"), "qcow2")
+    io.truncate(node, size(new), exact=False, prealloc=prealloc)
+    close_image(node)
+    assert same_image(str(tmp_path / "q.qcow2"), str(tmp_path / "e.qcow2"))
+    assert _extents(tmp_path / "q.qcow2") == _extents(tmp_path / "e.qcow2")
+
+
+def _extents(path) -> list[tuple[int, int]]:
+    """Data extents of a file (SEEK_DATA / SEEK_HOLE)."""
+    import os
+    fd = os.open(path, os.O_RDONLY)
+    out, off, end = [], 0, os.fstat(fd).st_size
+    try:
+        while off < end:
+            try:
+                data = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:
+                break
+            off = os.lseek(fd, data, os.SEEK_HOLE)
+            out.append((data, off))
+    finally:
+        os.close(fd)
+    return out

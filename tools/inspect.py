@@ -16,7 +16,6 @@ CLI::
 from __future__ import annotations
 
 import dataclasses
-import os
 import struct
 import sys
 from dataclasses import dataclass

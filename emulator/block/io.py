@@ -19,6 +19,7 @@ getlength; ``supported_write_flags`` [0];
 ``supported_truncate_flags`` [0] (qcow2 sets BDRV_REQ_ZERO_WRITE);
 ``max_pwrite_zeroes`` / ``max_pdiscard`` [0 = unlimited]; ``unmap`` [False]
 (QEMU's BDRV_O_UNMAP open flag: discards are ignored without it);
+``detect_zeroes`` ["off"] ("on"/"unmap": all-zero writes become zero writes);
 ``supports_backing`` [False]; ``probed`` [False].
 """
 from __future__ import annotations
@@ -228,6 +229,13 @@ def _aligned_pwritev(node: BlockNode, offset: int, length: int, align: int,
     """bdrv_aligned_pwritev: dispatch to zeroes, compressed or plain writes."""
     max_transfer = _align_down(_min_non_zero(node.max_transfer, INT_MAX), align)
     _write_req_prepare(node)
+    detect = getattr(node, "detect_zeroes", "off")
+    if (detect != "off" and not flags & BDRV_REQ_ZERO_WRITE
+            and type(node).drv_pwrite_zeroes is not BlockNode.drv_pwrite_zeroes
+            and not any(data)):
+        flags |= BDRV_REQ_ZERO_WRITE
+        if detect == "unmap":
+            flags |= BDRV_REQ_MAY_UNMAP
     if flags & BDRV_REQ_ZERO_WRITE:
         _do_pwrite_zeroes(node, offset, length, flags)
     elif flags & BDRV_REQ_WRITE_COMPRESSED:

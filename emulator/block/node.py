@@ -29,12 +29,17 @@ BDRV_REQ_NO_FALLBACK = 0x100
 
 
 class BlockError(Exception):
-    """A failed request or open; ``errno`` is what QEMU's callback would return negated."""
+    """A failed request or open; ``errno`` is what QEMU's callback would return negated.
 
-    def __init__(self, err: int, message: str = "") -> None:
+    ``hint`` is QEMU's error_append_hint() text (printed after the message by
+    error_report_err, already newline-terminated).
+    """
+
+    def __init__(self, err: int, message: str = "", hint: str = "") -> None:
         super().__init__(message or errno_message(err))
         self.errno = err
         self.message = message or errno_message(err)
+        self.hint = hint
 
 
 def errno_message(err: int) -> str:

@@ -22,7 +22,7 @@ from emulator.block import io
 from emulator.block.backend import BlockBackend
 from emulator.block.node import BlockError, BlockNode
 
-FORMATS = ("qcow2", "raw")
+FORMATS = ("qcow2", "raw", "qcow")
 
 _RAW_PROBE_WARNING = (
     "WARNING: Image format was not specified for '{}' and probing guessed raw.\n"
@@ -38,14 +38,56 @@ def backing_full_path(image: str, backing: str) -> str:
     return image[:image.rindex("/") + 1] + backing
 
 
-def _unmap_option(options: dict, default: bool) -> bool:
-    """BDRV_O_UNMAP from the 'discard' option (left for the driver to see)."""
-    value = options.setdefault("discard", "unmap" if default else "ignore")
+#: bdrv_runtime_opts (block.c), accepted by every node; x-check is BDRV_O_CHECK
+_COMMON_OPTS = {"node-name", "driver", "cache.direct", "cache.no-flush", "read-only",
+                "auto-read-only", "detect-zeroes", "discard", "force-share", "x-check"}
+#: runtime options of the drivers (qcow2_runtime_opts, raw_runtime_opts, file-posix's)
+_DRIVER_OPTS = {
+    "qcow2": {"lazy-refcounts", "pass-discard-request", "pass-discard-snapshot",
+              "pass-discard-other", "overlap-check", "cache-size", "l2-cache-size",
+              "l2-cache-entry-size", "refcount-cache-size", "cache-clean-interval",
+              "data-file"},
+    "raw": {"offset", "size"},
+    "file": {"filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache",
+             "x-check-cache-dropped"},
+}
+_DRIVER_PREFIXES = {"qcow2": ("overlap-check.", "encrypt."), "raw": (), "file": ()}
+
+
+def _reject_unknown(options: dict, driver: str) -> None:
+    """The error bdrv_open_inherit gives for options no one consumed."""
+    for key in options:
+        if key in _COMMON_OPTS or key in _DRIVER_OPTS[driver] \
+                or key.startswith(_DRIVER_PREFIXES[driver]):
+            continue
+        if key == "backing" and options[key] in (None, ""):
+            continue
+        if driver == "file":
+            raise BlockError(errno.EINVAL,
+                             f"Block protocol 'file' doesn't support the option '{key}'")
+        raise BlockError(errno.EINVAL,
+                         f"Block format '{driver}' does not support the option '{key}'")
+
+
+def _common_options(options: dict, unmap: bool) -> tuple[bool, str]:
+    """bdrv_open_common's 'discard' and 'detect-zeroes': (BDRV_O_UNMAP, detect_zeroes).
+
+    The effective 'discard' stays in ``options`` for the driver to see.
+    """
+    value = options.setdefault("discard", "unmap" if unmap else "ignore")
     if value in ("unmap", "on"):
-        return True
-    if value in ("ignore", "off"):
-        return False
-    raise BlockError(errno.EINVAL, "Invalid discard option")
+        unmap = True
+    elif value in ("ignore", "off"):
+        unmap = False
+    else:
+        raise BlockError(errno.EINVAL, "Invalid discard option")
+    detect = options.get("detect-zeroes", "off")
+    if detect not in ("off", "on", "unmap"):
+        raise BlockError(errno.EINVAL, f"invalid parameter value: {detect}")
+    if detect == "unmap" and not unmap:
+        raise BlockError(errno.EINVAL, "setting detect-zeroes to unmap is not allowed "
+                                       "without setting discard operation to unmap")
+    return unmap, detect
 
 
 def probe_format(file: BlockNode, filename: str) -> str:
@@ -70,21 +112,39 @@ def open_image(filename: str, fmt: Optional[str] = None, *, read_only: bool = Fa
     return node
 
 
+def _open_file(filename: str, read_only: bool, options: dict) -> BlockNode:
+    """The protocol node; children default to discard=unmap (bdrv_inherited_options)."""
+    from emulator.block.file import FileNode
+    options.pop("filename", None)
+    file = FileNode(filename, read_only)
+    try:
+        file.unmap, file.detect_zeroes = _common_options(options, True)
+        _reject_unknown(options, "file")
+        io.refresh_total_sectors(file)
+    except BlockError:
+        file.drv_close()
+        raise
+    return file
+
+
 def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: dict,
                no_backing: bool, unmap: bool) -> BlockNode:
-    from emulator.block.file import FileNode
     if fmt is not None and fmt not in FORMATS and fmt != "file":
         raise BlockError(errno.EINVAL, f"Unknown driver '{fmt}'")
-    unmap = _unmap_option(options, unmap)
-    file = FileNode(filename, read_only)
-    file.unmap = True  # children default to discard=unmap (bdrv_inherited_options)
-    io.refresh_total_sectors(file)
     if fmt == "file":
+        file = _open_file(filename, read_only, options)
+        file.probed = False
         return file
+    file_opts = {k[5:]: options.pop(k) for k in list(options) if k.startswith("file.")}
+    file = _open_file(filename, read_only, file_opts)
     probed = fmt is None
     try:
         if probed:
             fmt = probe_format(file, filename)
+        flags = _common_options(options, unmap)
+        if fmt == "qcow":
+            from emulator.block.qcow1 import open_error
+            raise open_error(file)
         if fmt == "raw":
             from emulator.block.raw import RawNode
             if probed and not read_only:
@@ -105,8 +165,9 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
                     raise BlockError(e.errno, "Could not open backing file: " + e.message) from None
 
             node = Qcow2.open(file, options, read_only, open_backing)
-        node.unmap = unmap
+        node.unmap, node.detect_zeroes = flags
         node.probed = probed
+        _reject_unknown(options, fmt)
         io.refresh_total_sectors(node)
     except BaseException:
         file.drv_close()

@@ -27,9 +27,12 @@ def probe(buf: bytes, filename: Optional[str]) -> int:
 
 
 def probe_format(buf: bytes, filename: Optional[str]) -> str:
-    """bdrv_probe_all over the formats modelled here: 'qcow2' or 'raw'."""
+    """bdrv_probe_all over the formats known here: 'qcow2', 'qcow' or 'raw'."""
+    from emulator.block import qcow1
     from emulator.qcow2.driver import probe as qcow2_probe
-    return "qcow2" if qcow2_probe(buf, filename) > probe(buf, filename) else "raw"
+    if qcow2_probe(buf, filename) > 1:
+        return "qcow2"
+    return "qcow" if qcow1.probe(buf) > 1 else "raw"
 
 
 def _parse_size(name: str, value: object) -> int:

@@ -9,17 +9,18 @@ itself go to the current ``sys.stderr`` with ``prog`` as prefix.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 
-@dataclass(frozen=True)
 class LongOpt:
     """One entry of a ``struct option`` table: has_arg is 0 (none) or 1 (required)."""
 
-    name: str
-    has_arg: int
-    val: object
+    __slots__ = ("name", "has_arg", "val")
+
+    def __init__(self, name: str, has_arg: int, val: object) -> None:
+        self.name = name
+        self.has_arg = has_arg
+        self.val = val
 
 
 class Getopt:

@@ -19,10 +19,12 @@ COMMANDS = {
     "check": "emulator.cli.img_check",
     "map": "emulator.cli.img_map",
     "compare": "emulator.cli.img_compare",
+    "measure": "emulator.cli.img_measure",
+    "resize": "emulator.cli.img_resize",
+    "convert": "emulator.cli.img_convert",
 }
 #: subcommands QEMU has that qcowlab does not model
-UNMODELLED = ("amend", "bench", "bitmap", "commit", "convert", "dd", "measure", "snapshot",
-              "rebase", "resize")
+UNMODELLED = ("amend", "bench", "bitmap", "commit", "dd", "snapshot", "rebase")
 
 
 def main(argv: List[str]) -> int:
@@ -57,6 +59,11 @@ def _run(argv: List[str]) -> int:
         if c == "V":
             sys.stdout.write(f"{PROG} version {VERSION}\n{COPYRIGHT}")
             return 0
+        if c == "T":
+            from emulator.cli.trace import trace_opt_parse
+            rc = trace_opt_parse(PROG, g.optarg)
+            if rc is not None:
+                return rc
     rest = g.argv[g.optind:]
     if not rest:
         return 0

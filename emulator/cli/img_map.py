@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, replace
 from typing import List, Optional
 
 from emulator.cli.img_common import error_exit, img_getopt, output_format, parse_size_arg
@@ -11,16 +10,14 @@ from emulator.cli.imgopen import close, img_open
 from emulator.report import error_report
 
 
-@dataclass
 class MapEntry:
-    start: int = 0
-    length: int = 0
-    data: bool = False
-    zero: bool = False
-    depth: int = 0
-    present: bool = False
-    offset: Optional[int] = None
-    filename: Optional[str] = None
+    """One MapEntry of qemu-img map; offset/filename are None when absent."""
+
+    def __init__(self, start: int = 0, length: int = 0, data: bool = False,
+                 zero: bool = False, depth: int = 0, present: bool = False,
+                 offset: Optional[int] = None, filename: Optional[str] = None) -> None:
+        self.start, self.length, self.data, self.zero = start, length, data, zero
+        self.depth, self.present, self.offset, self.filename = depth, present, offset, filename
 
 
 def _hex(v: int) -> str:
@@ -154,7 +151,7 @@ def _map(node, json: bool, start_offset: int, max_length: int) -> int:
         offset = curr.start + curr.length
         nxt = get_block_status(node, offset, length - offset)
         if mergeable(curr, nxt):
-            curr = replace(curr, length=curr.length + nxt.length)
+            curr.length += nxt.length
             continue
         if curr.length > 0 and not dump_entry(json, curr, nxt):
             return 1

@@ -30,6 +30,8 @@ def open_options(name: Optional[str], options: dict, read_only: bool, force_shar
     opts = dict(options)
     fmt = opts.pop("driver", None)
     share = str(opts.pop("force-share", "off")) in ("on", "True", "true")
+    if (share or force_share) and not read_only:
+        raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
     filename = name
     if filename is None:
         if "file" in opts:

@@ -62,8 +62,13 @@ def _run(argv: List[str]) -> int:
     commands: List[str] = []
     g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
     for c in g:
-        if c in ("s", "n", "C", "k", "T", "object"):
+        if c in ("s", "n", "C", "k", "object"):
             pass
+        elif c == "T":
+            from emulator.cli.trace import trace_opt_parse
+            rc = trace_opt_parse(PROG, g.optarg)
+            if rc is not None:
+                return rc
         elif c == "d":
             if g.optarg not in blockopts.DISCARD_MODES:
                 error_report(f"Invalid discard option: {g.optarg}")

@@ -9,7 +9,6 @@ import errno
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from emulator.cli import blockopts
@@ -39,20 +38,19 @@ class SignalRaised(Exception):
         self.flushed = flushed
 
 
-@dataclass(frozen=True)
 class Cmd:
-    """One cmdinfo_t."""
+    """One cmdinfo_t: names, argument count limits, usage texts and flags."""
 
-    name: str
-    func: Callable[["IoSession", List[str]], int]
-    altname: Optional[str] = None
-    argmin: int = 0
-    argmax: int = 0
-    args: Optional[str] = None
-    oneline: str = ""
-    global_: bool = False
-    nofile_ok: bool = False
-    write: bool = False
+    __slots__ = ("name", "func", "altname", "argmin", "argmax", "args", "oneline",
+                 "global_", "nofile_ok", "write")
+
+    def __init__(self, name: str, func: Callable[["IoSession", List[str]], int],
+                 altname: Optional[str] = None, argmin: int = 0, argmax: int = 0,
+                 args: Optional[str] = None, oneline: str = "", global_: bool = False,
+                 nofile_ok: bool = False, write: bool = False) -> None:
+        self.name, self.func, self.altname = name, func, altname
+        self.argmin, self.argmax, self.args, self.oneline = argmin, argmax, args, oneline
+        self.global_, self.nofile_ok, self.write = global_, nofile_ok, write
 
 
 def _errstr(e: int) -> str:
@@ -75,13 +73,33 @@ class IoSession:
         self.image_opts = image_opts
         self.misalign = misalign
         self.quit = False
+        self.pending: List[str] = []
+
+    # -- asynchronous requests --------------------------------------------
+    def defer(self, fn: Callable[[], int]) -> None:
+        """Run an aio request now; its completion output appears at the next poll."""
+        import io
+        saved = sys.stdout
+        buf = io.StringIO()
+        sys.stdout = buf
+        try:
+            fn()
+        finally:
+            sys.stdout = saved
+        self.pending.append(buf.getvalue())
+
+    def poll(self) -> None:
+        """An event-loop iteration: print the completions of earlier aio requests."""
+        pending, self.pending = self.pending, []
+        for text in pending:
+            out(text)
 
     # -- opening ---------------------------------------------------------
     def openfile(self, name: Optional[str], read_only: bool, force_share: bool,
                  opts: Optional[dict], unmap: bool = True) -> int:
         """qemu-io's openfile(): 0 on success, 1 after reporting the error."""
         from emulator.block.node import BlockError
-        from emulator.block.open import open_image
+        from emulator.cli.imgopen import open_options
         if self.blk is not None:
             error_report("file open already, try 'help close'")
             return 1
@@ -91,16 +109,8 @@ class IoSession:
                 error_report("-U conflicts with image options")
                 return 1
             opts["force-share"] = "on"
-        fmt = opts.pop("driver", None)
-        share = opts.pop("force-share", "off") == "on"
-        filename = name
-        if filename is None:
-            filename = opts.pop("file.filename", None) or opts.pop("file", None)
         try:
-            if filename is None:
-                raise BlockError(errno.EINVAL, "The 'file' block driver requires a file name")
-            self.blk = open_image(filename, fmt, read_only=read_only, options=opts or None,
-                                  force_share=share, unmap=unmap)
+            self.blk = open_options(name, opts, read_only, False, unmap=unmap)
         except BlockError as e:
             where = f" device {name}" if name is not None else ""
             error_report(f"can't open{where}: {e.message}")
@@ -109,6 +119,7 @@ class IoSession:
 
     def close(self) -> None:
         from emulator.block.open import close_image
+        self.poll()
         if self.blk is not None:
             node, self.blk = self.blk, None
             close_image(node)
@@ -216,6 +227,7 @@ def _read(s: IoSession, argv: List[str]) -> int:
         if count % SECTOR:
             out(f"{count} is not a sector-aligned value for 'count'\n")
             return -errno.EINVAL
+    s.poll()
     t1 = _now()
     try:
         if bflag:
@@ -279,8 +291,6 @@ def _aio_read(s: IoSession, argv: List[str]) -> int:
 
 
 def _vectored_read(s: IoSession, argv: List[str], ct: Cmd, optstring: str, aio: bool) -> int:
-    from emulator.block import io as bio
-    from emulator.block.node import BlockError
     cflag = qflag = vflag = pflag = False
     pattern = 0
     g = Getopt(argv, optstring)
@@ -314,6 +324,17 @@ def _vectored_read(s: IoSession, argv: List[str], ct: Cmd, optstring: str, aio: 
     if sizes is None:
         return -errno.EINVAL
     size = sum(sizes)
+    if aio:
+        s.defer(lambda: _finish_readv(s, offset, size, pflag, pattern, qflag, vflag, cflag, True))
+        return 0
+    s.poll()
+    return _finish_readv(s, offset, size, pflag, pattern, qflag, vflag, cflag, False)
+
+
+def _finish_readv(s: IoSession, offset: int, size: int, pflag: bool, pattern: int,
+                  qflag: bool, vflag: bool, cflag: bool, aio: bool) -> int:
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
     t1 = _now()
     try:
         buf = bio.pread(s.blk, offset, size)
@@ -433,6 +454,7 @@ def _write(s: IoSession, argv: List[str]) -> int:
             data = loaded
         else:
             data = bytes([pattern]) * count
+    s.poll()
     t1 = _now()
     try:
         if bflag:
@@ -491,6 +513,7 @@ def _writev(s: IoSession, argv: List[str]) -> int:
     if sizes is None:
         return -errno.EINVAL
     size = sum(sizes)
+    s.poll()
     t1 = _now()
     try:
         bio.pwrite(s.blk, offset, bytes([pattern]) * size, flags)
@@ -504,8 +527,6 @@ def _writev(s: IoSession, argv: List[str]) -> int:
 
 
 def _aio_write(s: IoSession, argv: List[str]) -> int:
-    from emulator.block import io as bio
-    from emulator.block.node import BlockError
     cflag = qflag = zflag = pflag = False
     flags = 0
     pattern = 0xCD
@@ -558,6 +579,14 @@ def _aio_write(s: IoSession, argv: List[str]) -> int:
         if sizes is None:
             return -errno.EINVAL
         count = sum(sizes)
+    s.defer(lambda: _finish_aio_write(s, offset, count, zflag, pattern, flags, qflag, cflag))
+    return 0
+
+
+def _finish_aio_write(s: IoSession, offset: int, count: int, zflag: bool, pattern: int,
+                      flags: int, qflag: bool, cflag: bool) -> int:
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
     t1 = _now()
     try:
         if zflag:
@@ -603,6 +632,7 @@ def _discard(s: IoSession, argv: List[str]) -> int:
     if count > REQUEST_MAX_BYTES:
         out(f"length cannot exceed {REQUEST_MAX_BYTES}, given {argv[g.optind + 1]}\n")
         return -errno.EINVAL
+    s.poll()
     t1 = _now()
     try:
         bio.pdiscard(s.blk, offset, count)
@@ -618,6 +648,7 @@ def _discard(s: IoSession, argv: List[str]) -> int:
 def _flush(s: IoSession, argv: List[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
+    s.poll()
     try:
         bio.flush(s.blk)
     except BlockError as e:
@@ -626,6 +657,7 @@ def _flush(s: IoSession, argv: List[str]) -> int:
 
 
 def _aio_flush(s: IoSession, argv: List[str]) -> int:
+    s.poll()
     return 0
 
 
@@ -650,6 +682,7 @@ def _truncate(s: IoSession, argv: List[str]) -> int:
     if offset < 0:
         print_cvtnum_err(offset, argv[1])
         return offset
+    s.poll()
     try:
         bio.truncate(s.blk, offset, exact=False, prealloc=prealloc)
     except BlockError as e:
@@ -702,6 +735,7 @@ def _alloc(s: IoSession, argv: List[str]) -> int:
         count = SECTOR
     remaining = count
     sum_alloc = 0
+    s.poll()
     while remaining:
         try:
             allocated, num = bio.is_allocated(s.blk, offset, remaining)
@@ -743,6 +777,7 @@ def _map(s: IoSession, argv: List[str]) -> int:
         error_report(f"Failed to query image length: {_errstr(e.errno)}")
         return -e.errno
     offset = 0
+    s.poll()
     while length:
         try:
             allocated, num = _map_is_allocated(s.blk, offset, length)
@@ -841,6 +876,7 @@ def _sleep(s: IoSession, argv: List[str]) -> int:
         out(f"{argv[1]} is not a valid number\n")
         return -errno.EINVAL
     time.sleep(ms / 1000.0)
+    s.poll()
     return 0
 
 

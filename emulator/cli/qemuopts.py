@@ -8,7 +8,6 @@ as soon as they are set, with QEMU's error texts.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from emulator.units import U64, c_strtoul, strtosz
@@ -28,24 +27,24 @@ class OptsError(Exception):
         self.hint = hint
 
 
-@dataclass(frozen=True)
 class OptDesc:
-    """One QemuOptDesc: name, type and default value text."""
+    """One QemuOptDesc: name, type, default value text, help text."""
 
-    name: str
-    type: str = STRING
-    default: Optional[str] = None
-    help: str = ""
+    __slots__ = ("name", "type", "default", "help")
+
+    def __init__(self, name: str, type: str = STRING, default: Optional[str] = None,
+                 help: str = "") -> None:
+        self.name, self.type, self.default, self.help = name, type, default, help
 
 
-@dataclass
 class Opt:
     """One parsed option: name, text as given, typed value."""
 
-    name: str
-    text: str
-    value: object = None
-    desc: Optional[OptDesc] = None
+    __slots__ = ("name", "text", "value", "desc")
+
+    def __init__(self, name: str, text: str, value: object = None,
+                 desc: Optional[OptDesc] = None) -> None:
+        self.name, self.text, self.value, self.desc = name, text, value, desc
 
 
 def is_help_option(name: str) -> bool:
@@ -135,12 +134,12 @@ def has_help_option(params: str) -> bool:
     return any(h for _, _, h, _ in split_params(params))
 
 
-@dataclass
 class QemuOpts:
     """A set of options validated against ``descs`` (empty: accept anything)."""
 
-    descs: Sequence[OptDesc] = ()
-    opts: List[Opt] = field(default_factory=list)
+    def __init__(self, descs: Sequence[OptDesc] = ()) -> None:
+        self.descs = descs
+        self.opts: List[Opt] = []
 
     def find_desc(self, name: str) -> Optional[OptDesc]:
         return next((d for d in self.descs if d.name == name), None)

@@ -98,9 +98,15 @@ def alloc_bytes(s, size: int) -> int:
 
 
 def free_clusters(s, offset: int, size: int, discard_type: int) -> None:
+    """qcow2_free_clusters: failures are only reported on stderr."""
     try:
         update_refcount(s, offset, size, 1, True, discard_type)
-    except (BlockError, Again):
+    except BlockError as e:
+        import os
+        import sys
+        sys.stderr.write(f"qcow2_free_clusters failed: {os.strerror(e.errno)}\n")
+        sys.stderr.flush()
+    except Again:
         pass
 
 

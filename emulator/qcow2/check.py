@@ -24,6 +24,7 @@ from typing import Optional
 
 from emulator.block import io
 from emulator.block.node import BlockError
+from emulator.qcow2 import overlap as ol
 from emulator.qcow2 import refcount as rc
 from emulator.qcow2.l2_entry import (
     BITMAP_ALL_ALLOC, BITMAP_ALL_ZEROES, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK,
@@ -131,8 +132,12 @@ class _Checker:
             imrt.counts[k] = count + 1
 
     # ------------------------------------------------ L2 / L1
-    def _fix_l2_entry_by_zero(self, l2_offset: int, table: bytearray, index: int) -> bool:
-        """Turn a misaligned preallocated entry into a zero entry on disk."""
+    def _fix_l2_entry_by_zero(self, l2_offset: int, table: bytearray, index: int,
+                              active: bool) -> bool:
+        """fix_l2_entry_by_zero: make a misaligned preallocated entry read as zeroes.
+
+        False when the write failed; an overlap with metadata aborts the check.
+        """
         s, res = self.s, self.res
         esz = entry_size(self.extended)
         if self.extended:
@@ -141,18 +146,27 @@ class _Checker:
             struct.pack_into(">QQ", table, index * 16, 0, bitmap)
         else:
             struct.pack_into(">Q", table, index * 8, OFLAG_ZERO)
+        entry_offset = l2_offset + index * esz
         try:
-            io.pwrite(s.file, l2_offset + index * esz, bytes(table[index * esz:(index + 1) * esz]))
+            ol.pre_write_overlap_check(s, ol.OL_ACTIVE_L2 if active else ol.OL_INACTIVE_L2,
+                                       entry_offset, esz)
+        except BlockError:
+            _eprint("ERROR: Overlap check failed")
+            res.check_errors += 1
+            raise
+        try:
+            io.pwrite(s.file, entry_offset, bytes(table[index * esz:(index + 1) * esz]))
             io.flush(s.file)
         except BlockError as e:
-            _eprint(f"ERROR: Failed to overwrite L2 table entry: {e.message}")
+            _eprint(f"ERROR: Failed to overwrite L2 table entry: {_strerror(e.errno)}")
             res.check_errors += 1
             return False
         res.corruptions -= 1
         res.corruptions_fixed += 1
         return True
 
-    def check_l2(self, imrt: _Imrt, l2_offset: int, frag_info: bool, fix: int) -> None:
+    def check_l2(self, imrt: _Imrt, l2_offset: int, frag_info: bool, fix: int,
+                 active: bool) -> None:
         """check_refcounts_l2."""
         s, res = self.s, self.res
         try:
@@ -202,7 +216,8 @@ class _Checker:
                         _eprint(f"{'Repairing' if fix & FIX_ERRORS else 'ERROR'} "
                                 f"offset={offset:x}: Preallocated cluster is not properly "
                                 "aligned; L2 entry corrupted.")
-                        if fix & FIX_ERRORS and self._fix_l2_entry_by_zero(l2_offset, table, i):
+                        if fix & FIX_ERRORS and self._fix_l2_entry_by_zero(l2_offset, table, i,
+                                                                           active):
                             continue
                     else:
                         _eprint(f"ERROR offset={offset:x}: Data cluster is not properly "
@@ -219,7 +234,7 @@ class _Checker:
                     _eprint("ERROR: Unallocated cluster has non-zero subcluster allocation map")
 
     def check_l1(self, imrt: _Imrt, l1_offset: int, l1_size: int, frag_info: bool,
-                 fix: int) -> None:
+                 fix: int, active: bool) -> None:
         """check_refcounts_l1."""
         s, res = self.s, self.res
         if not l1_size:
@@ -243,7 +258,7 @@ class _Checker:
                 _eprint(f"ERROR l2_offset={l2_offset:x}: Table is not cluster aligned; "
                         "L1 entry corrupted")
                 res.corruptions += 1
-            self.check_l2(imrt, l2_offset, frag_info, fix)
+            self.check_l2(imrt, l2_offset, frag_info, fix, active)
 
     # ------------------------------------------------ refcount structures
     def check_refblocks(self, imrt: _Imrt, fix: int) -> bool:
@@ -300,8 +315,8 @@ class _Checker:
         """calculate_refcounts: fill ``imrt``; True when a rebuild is needed."""
         s, res = self.s, self.res
         self.inc_refcounts(imrt, 0, self.cs)
-        self.check_l1(imrt, s.l1_table_offset, s.l1_size, True, fix)
-        for sn in getattr(s, "snapshots", None) or []:
+        self.check_l1(imrt, s.l1_table_offset, s.l1_size, True, fix, True)
+        for sn in s.snapshots:
             if sn.l1_table_offset & (self.cs - 1):
                 _eprint(f"ERROR snapshot {sn.id_str} ({sn.name}) l1_offset="
                         f"{_hash_x(sn.l1_table_offset)}: L1 table is not cluster aligned; "
@@ -314,8 +329,8 @@ class _Checker:
                         "entry corrupted")
                 res.corruptions += 1
                 continue
-            self.check_l1(imrt, sn.l1_table_offset, sn.l1_size, False, fix)
-        self.inc_refcounts(imrt, s.snapshots_offset, getattr(s, "snapshots_size", 0))
+            self.check_l1(imrt, sn.l1_table_offset, sn.l1_size, False, fix, False)
+        self.inc_refcounts(imrt, s.snapshots_offset, s.snapshots_size)
         self.inc_refcounts(imrt, s.refcount_table_offset, s.refcount_table_size * 8)
         return self.check_refblocks(imrt, fix)
 
@@ -419,30 +434,43 @@ class _Checker:
                     reftable.extend([0] * (entries - len(reftable)))
                     grown = True
                 reftable[index] = block_offset
-            io.pwrite(s.file, block_offset, self._refblock_bytes(imrt, index))
+            try:
+                ol.pre_write_overlap_check(s, 0, block_offset, self.cs)
+                io.pwrite(s.file, block_offset, self._refblock_bytes(imrt, index))
+            except BlockError as e:
+                raise _context(e, "ERROR writing refblock") from None
             cluster = start + s.refcount_block_size
         return grown
 
     def rebuild(self, imrt: _Imrt) -> None:
-        """rebuild_refcount_structure: new refblocks and reftable from ``imrt``."""
+        """rebuild_refcount_structure: new refblocks and reftable from ``imrt``.
+
+        Failures raise BlockError whose message is QEMU's ("ERROR writing ...").
+        """
         s, res = self.s, self.res
         s.refcount_cache.clear()
         reftable: list[int] = []
         try:
             self._write_refblocks(imrt, 0, imrt.size, reftable)
             while True:
-                length = len(reftable) * 8
-                clusters = -(-length // self.cs)
+                clusters = -(-len(reftable) * 8 // self.cs)
                 table_offset, _ = self._alloc_imrt(imrt, clusters, 0)
                 start = table_offset // self.cs
                 if not self._write_refblocks(imrt, start, start + clusters, reftable):
                     break
-            io.pwrite(s.file, table_offset, struct.pack(f">{len(reftable)}Q", *reftable))
-            io.pwrite(s.file, _HDR_REFTABLE, struct.pack(">QI", table_offset, clusters))
-            io.flush(s.file)
         except BlockError:
             res.check_errors += 1
             raise
+        try:
+            ol.pre_write_overlap_check(s, 0, table_offset, len(reftable) * 8)
+            io.pwrite(s.file, table_offset, struct.pack(f">{len(reftable)}Q", *reftable))
+        except BlockError as e:
+            raise _context(e, "ERROR writing reftable") from None
+        try:
+            io.pwrite(s.file, _HDR_REFTABLE, struct.pack(">QI", table_offset, clusters))
+            io.flush(s.file)
+        except BlockError as e:
+            raise _context(e, "ERROR setting reftable") from None
         s.refcount_table = reftable
         s.refcount_table_offset = table_offset
         s.refcount_table_size = len(reftable)
@@ -476,7 +504,10 @@ class _Checker:
                     s.l1_table[i] = l1e | OFLAG_COPIED if count == 1 else l1e & ~OFLAG_COPIED
                     try:
                         from emulator.qcow2.l1_table import write_l1_entry
+                        ol.pre_write_overlap_check(s, ol.OL_ACTIVE_L1,
+                                                   s.l1_table_offset + 8 * i, 8)
                         write_l1_entry(s, i)
+                        io.flush(s.file)
                     except BlockError:
                         res.check_errors += 1
                         raise
@@ -508,6 +539,13 @@ class _Checker:
                         dirty += 1
             if dirty:
                 try:
+                    ol.pre_write_overlap_check(s, ol.OL_ACTIVE_L2, l2_offset, self.cs)
+                except BlockError as e:
+                    _eprint("ERROR: Could not write L2 table; metadata overlap check failed: "
+                            f"{_strerror(e.errno)}")
+                    res.check_errors += 1
+                    raise
+                try:
                     io.pwrite(s.file, l2_offset, bytes(table[:self.cs]))
                 except BlockError as e:
                     _eprint(f"ERROR: Could not write L2 table: {_strerror(e.errno)}")
@@ -516,6 +554,11 @@ class _Checker:
                 s.l2_cache.discard(l2_offset)
                 res.corruptions -= dirty
                 res.corruptions_fixed += dirty
+
+
+def _context(e: BlockError, what: str) -> BlockError:
+    """error_setg_errno: 'WHAT: strerror'."""
+    return BlockError(e.errno, f"{what}: {_strerror(e.errno)}")
 
 
 def _compressed_mask(cluster_bits: int) -> tuple[int, int, int]:
@@ -551,7 +594,12 @@ def check_refcounts(s, res: CheckResult, fix: int) -> None:
         old = res.copy()
         fresh_leaks = 0
         _eprint("Rebuilding refcount structure")
-        c.rebuild(imrt)
+        try:
+            c.rebuild(imrt)
+        except BlockError as e:
+            from emulator.report import error_report
+            error_report(e.message)
+            raise
         res.corruptions = 0
         res.leaks = 0
         imrt = _Imrt(imrt.size)
@@ -587,10 +635,120 @@ def _assign(dst: CheckResult, src: CheckResult) -> None:
         setattr(dst, name, value)
 
 
+def _add_result(out: CheckResult, src: CheckResult, allocation_info: bool) -> None:
+    """qcow2_add_check_result."""
+    out.corruptions += src.corruptions
+    out.leaks += src.leaks
+    out.check_errors += src.check_errors
+    out.corruptions_fixed += src.corruptions_fixed
+    out.leaks_fixed += src.leaks_fixed
+    if allocation_info:
+        out.image_end_offset = src.image_end_offset
+        out.bfi = FragInfo(**vars(src.bfi))
+
+
+def _table_error(s, offset: int, entries: int) -> Optional[BlockError]:
+    """qcow2_validate_table for the snapshot table."""
+    from emulator.qcow2.snapshot_table import ENTRY_HEADER_SIZE, MAX_SNAPSHOTS
+    if entries > MAX_SNAPSHOTS:
+        return BlockError(errno.EFBIG, "snapshot table too large")
+    if (1 << 63) - 1 - entries * ENTRY_HEADER_SIZE < offset or offset & (s.cluster_size - 1):
+        return BlockError(errno.EINVAL, "snapshot table offset invalid")
+    return None
+
+
+def _report_err(prefix: str, e: BlockError) -> None:
+    """error_reportf_err: 'PROG: PREFIXmessage' then the hint, if any."""
+    from emulator.report import error_report
+    error_report(prefix + e.message)
+    if e.hint:
+        sys.stderr.write(e.hint)
+        sys.stderr.flush()
+
+
+def _check_read_snapshot_table(s, res: CheckResult, fix: int) -> None:
+    """qcow2_check_read_snapshot_table: (re)read the table, noting broken entries."""
+    from emulator.qcow2.snapshot_table import MAX_SNAPSHOTS, read_snapshots
+    try:
+        nb, offset = struct.unpack(">IQ", io.pread(s.file, 60, 12))
+    except BlockError as e:
+        res.check_errors += 1
+        _eprint("ERROR failed to read the snapshot table pointer from the image header: "
+                f"{_strerror(e.errno)}")
+        raise
+    s.snapshots_offset, s.nb_snapshots = offset, nb
+    reduced = 0
+    if nb > MAX_SNAPSHOTS and fix & FIX_ERRORS:
+        _eprint(f"Discarding {nb - MAX_SNAPSHOTS} overhanging snapshots")
+        reduced += nb - MAX_SNAPSHOTS
+        s.nb_snapshots = MAX_SNAPSHOTS
+    err = _table_error(s, s.snapshots_offset, s.nb_snapshots)
+    if err is not None:
+        res.check_errors += 1
+        _report_err("ERROR ", err)
+        if s.nb_snapshots > MAX_SNAPSHOTS:
+            sys.stderr.write(f"You can force-remove all {s.nb_snapshots - MAX_SNAPSHOTS} "
+                             "overhanging snapshots with qemu-img check -r all\n")
+        s.snapshots_offset = s.nb_snapshots = 0
+        s.snapshots, s.snapshots_size = [], 0
+        raise err
+    try:
+        table = read_snapshots(s, bool(fix & FIX_ERRORS))
+    except BlockError as e:
+        res.check_errors += 1
+        _report_err("ERROR failed to read the snapshot table: ", e)
+        s.snapshots_offset = s.nb_snapshots = 0
+        s.snapshots, s.snapshots_size = [], 0
+        raise
+    s.snapshots, s.snapshots_size = table.snapshots, table.size
+    s.nb_snapshots = len(table.snapshots)
+    reduced += table.nb_clusters_reduced
+    res.corruptions += reduced + table.extra_data_dropped
+    if reduced:
+        try:
+            io.pwrite(s.file, 60, struct.pack(">I", s.nb_snapshots))
+            io.flush(s.file)
+        except BlockError as e:
+            res.check_errors += 1
+            _eprint(f"ERROR failed to update the snapshot count in the image header: "
+                    f"{_strerror(e.errno)}")
+            raise
+        res.corruptions_fixed += reduced
+        res.corruptions -= reduced
+    if s.qcow_version >= 3:
+        for i, sn in enumerate(s.snapshots):
+            if sn.extra_data_size < 16:
+                res.corruptions += 1
+                _eprint(f"{'Repairing' if fix & FIX_ERRORS else 'ERROR'} snapshot table "
+                        f"entry {i} is incomplete")
+
+
+def _check_fix_snapshot_table(s, res: CheckResult, fix: int) -> None:
+    """qcow2_check_fix_snapshot_table: rewrite the table when it had to be repaired."""
+    from emulator.qcow2.snapshot_table import write_snapshots
+    if res.corruptions and fix & FIX_ERRORS:
+        try:
+            write_snapshots(s, s.snapshots)
+        except BlockError as e:
+            res.check_errors += 1
+            _eprint(f"ERROR failed to update snapshot table: {_strerror(e.errno)}")
+            raise
+        res.corruptions_fixed += res.corruptions
+        res.corruptions = 0
+
+
 def check(s, fix: int = 0) -> CheckResult:
     """qcow2_co_check_locked: check (and with ``fix`` repair) the open image ``s``."""
     result = CheckResult()
-    check_refcounts(s, result, fix)
+    snapshot_res = CheckResult()
+    refcount_res = CheckResult()
+    _check_read_snapshot_table(s, snapshot_res, fix)
+    try:
+        check_refcounts(s, refcount_res, fix)
+    finally:
+        _add_result(result, refcount_res, True)
+    _check_fix_snapshot_table(s, snapshot_res, fix)
+    _add_result(result, snapshot_res, False)
     if fix and result.check_errors == 0 and result.corruptions == 0:
         s.mark_clean()
         s.mark_consistent()

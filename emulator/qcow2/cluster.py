@@ -412,9 +412,10 @@ def _discard_in_l2_slice(s, offset: int, nb_clusters: int, dtype: int, full: boo
         if entry == new_entry and bitmap == new_bitmap:
             continue
         l2e.set_entry(table, l2_index + i, new_entry, new_bitmap, ext)
-        s.l2_cache.put_dirty(l2_offset)
         dirty = True
         free_any_cluster(s, entry, dtype)
+    if dirty:
+        s.l2_cache.put_dirty(l2_offset)
     return nb_clusters
 
 
@@ -436,6 +437,7 @@ def _zero_in_l2_slice(s, offset: int, nb_clusters: int, flags: int) -> int:
     nb_clusters = min(nb_clusters, s.l2_size - l2_index)
     ext = s.extended_l2
     allocated = (l2e.ClusterType.COMPRESSED, l2e.ClusterType.NORMAL, l2e.ClusterType.ZERO_ALLOC)
+    dirty = False
     for i in range(nb_clusters):
         entry, bitmap = l2e.get_entry(table, l2_index + i, ext)
         ctype = l2e.cluster_type(entry, ext)
@@ -450,9 +452,11 @@ def _zero_in_l2_slice(s, offset: int, nb_clusters: int, flags: int) -> int:
         if entry == new_entry and bitmap == new_bitmap:
             continue
         l2e.set_entry(table, l2_index + i, new_entry, new_bitmap, ext)
-        s.l2_cache.put_dirty(l2_offset)
+        dirty = True
         if unmap:
             free_any_cluster(s, entry, DISCARD_REQUEST)
+    if dirty:
+        s.l2_cache.put_dirty(l2_offset)
     return nb_clusters
 
 

@@ -37,6 +37,8 @@ from emulator.qcow2 import l2_entry as l2e
 from emulator.qcow2.l2_entry import SubclusterType as ST
 
 INT_MAX = (1 << 31) - 1
+#: QCOW2_MAX_WORKERS: requests of one write in flight at a time
+MAX_WORKERS = 8
 
 
 def probe(buf: bytes, filename: str) -> int:
@@ -418,26 +420,50 @@ class Qcow2(BlockNode):
 
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         self._check_alive()
-        from emulator.qcow2.cluster import abort_meta, alloc_host_offset, link_l2
+        from emulator.qcow2.cluster import abort_meta, alloc_host_offset
         io = _io()
         pos = 0
         length = len(data)
-        while length:
+        # QEMU runs each contiguous chunk as a task: its data is written at
+        # once, its L2 update waits for the I/O, so later chunks are allocated
+        # before earlier ones are linked (at most MAX_WORKERS in flight).
+        pending: list = []
+        error = None
+        while length and error is None:
             cur, host, metas = alloc_host_offset(self, offset, min(length, INT_MAX))
             chunk = data[pos:pos + cur]
+            if len(pending) >= MAX_WORKERS:
+                error = self._link_metas(pending.pop(0), error)
             try:
                 self._handle_alloc_space(metas)
                 if not self._merge_cow(offset, cur, chunk, metas):
                     io.pwrite(self.file, host, chunk)
-                for m in metas:
-                    link_l2(self, m)
-            except BlockError:
+            except BlockError as e:
+                error = e
                 for m in metas:
                     abort_meta(self, m)
-                raise
+            else:
+                pending.append(metas)
             length -= cur
             offset += cur
             pos += cur
+        for metas in pending:
+            error = self._link_metas(metas, error)
+        if error is not None:
+            raise error
+
+    def _link_metas(self, metas: list, error: Optional[BlockError]) -> Optional[BlockError]:
+        """qcow2_handle_l2meta: link (or, after an error, abort) one task's allocations."""
+        from emulator.qcow2.cluster import abort_meta, link_l2
+        for m in metas:
+            if error is None:
+                try:
+                    link_l2(self, m)
+                    continue
+                except BlockError as e:
+                    error = e
+            abort_meta(self, m)
+        return error
 
     def _handle_alloc_space(self, metas: list) -> None:
         io = _io()

@@ -136,6 +136,7 @@ class QemuBackend(Backend):
 
         child = pexpect.spawn(self._prog("qemu-io"), argv, encoding="utf-8",
                               codec_errors="replace", echo=False, timeout=TIMEOUT)
+        child.delaybeforesend = None  # the prompt is awaited before every send anyway
         out: list[str] = []
         alive = child.expect_exact([PROMPT, pexpect.EOF]) == 0
         out.append(child.before)

@@ -2,6 +2,7 @@
 
     python -m tools.difftest --seeds 0:200 [--sut inproc|scripts|qemu] [--shrink]
     python -m tools.difftest --handmade
+    python -m tools.difftest --script repro.sh   (lines: qemu-img ... / qemu-io ...)
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .compare import differential
 from .generate import random_sequence
 from .handmade import HANDMADE
 from .runners import InProcessRunner, SplitRunner, qemu_runner, scripts_runner
+from .sequence import parse_script
 from .shrink import shrink
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest"))
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.difftest")
     ap.add_argument("--seeds", default="0:50", help="A:B range of seeds")
     ap.add_argument("--sut", default="inproc", choices=["inproc", "scripts", "qemu", "io-only"])
+    ap.add_argument("--script", type=Path, help="run the qemu-img/qemu-io lines of a file")
     ap.add_argument("--handmade", action="store_true", help="run the hand-made sequences")
     ap.add_argument("--shrink", action="store_true", help="shrink each diverging sequence")
     ap.add_argument("--keep", action="store_true", help="keep scratch dirs of passing runs")
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = (int(x) for x in args.seeds.split(":"))
     ref, sut = qemu_runner(), make_sut(args.sut)
     failed = []
-    seqs = HANDMADE if args.handmade else [
+    seqs = [parse_script(args.script.read_text(), str(args.script))] if args.script else \
+        HANDMADE if args.handmade else [
         random_sequence(RandomChooser(seed), f"seed {seed}") for seed in range(lo, hi)]
     for seed, seq in enumerate(seqs, 0 if args.handmade else lo):
         base = SCRATCH / f"cli-{os.getpid()}-{seed}"

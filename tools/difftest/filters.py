@@ -5,6 +5,7 @@ _TIMING = re.compile(
     r"[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*/sec and [0-9/.inf]* ops/sec\)"
 )
 _DISK_SIZE = re.compile(r"^disk size: .*$", re.MULTILINE)
+_ACTUAL_SIZE = re.compile(r'"actual-size": [0-9]+')
 
 
 def filter_qemu_io(text: str) -> str:
@@ -16,6 +17,7 @@ def filter_output(text: str, scratch_dirs: tuple[str, ...] = ()) -> str:
     """Filter timing lines, 'disk size' (host-allocation dependent) and scratch paths."""
     text = filter_qemu_io(text)
     text = _DISK_SIZE.sub("disk size: XXX", text)
+    text = _ACTUAL_SIZE.sub('"actual-size": XXX', text)
     for d in scratch_dirs:
         text = text.replace(d.rstrip("/") + "/", "TEST_DIR/")
     return text

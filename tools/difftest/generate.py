@@ -79,6 +79,8 @@ def create_options(ch: Chooser) -> tuple[list[str], int, bool]:
         opts.append(f"compression_type={compression}")
     if ch.chance(0.1):
         opts.append("lazy_refcounts=on")
+    if ch.chance(0.08):
+        opts.append("preallocation=" + ch.choice(["off", "metadata", "falloc", "full"]))
     return opts, cluster, extended
 
 
@@ -158,13 +160,26 @@ def io_command(ch: Chooser, geo: Geometry) -> str:
     """One random qemu-io command aimed at ``geo``."""
     kind = ch.choice(["write"] * 6 + ["zero"] * 3 + ["compress"] * (2 if geo.fmt == "qcow2" else 0)
                      + ["discard"] * 2 + ["read"] * 4 + ["dump", "map", "alloc", "length",
-                                                         "truncate", "plain"])
+                                                         "truncate", "plain", "writev", "readv",
+                                                         "misc"])
     off = offset(ch, geo)
     if kind == "write":
         n = length(ch, geo, off)
         pat = ch.integer(1, 255)
         geo.fill(off, n, pat)
-        return f"write -P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
+        flag = "-f " if ch.chance(0.05) else ""
+        return f"write {flag}-P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
+    if kind == "writev":
+        parts = [length(ch, geo, off, cap=256 * KiB) for _ in range(ch.integer(2, 3))]
+        pat = ch.integer(1, 255)
+        geo.fill(off, sum(parts), pat)
+        return f"writev -P {pat:#x} {off} " + " ".join(str(n) for n in parts)
+    if kind == "readv":
+        parts = [length(ch, geo, off, cap=256 * KiB) for _ in range(ch.integer(2, 3))]
+        pat = geo.shadow[off] if geo.shadow is not None and off < len(geo.shadow) else 0
+        return f"readv -P {pat:#x} {off} " + " ".join(str(n) for n in parts)
+    if kind == "misc":
+        return ch.choice(["flush", "info", "aio_flush"])
     if kind == "plain":
         n = length(ch, geo, off)
         geo.fill(off, n, 0xCD)
@@ -172,7 +187,7 @@ def io_command(ch: Chooser, geo: Geometry) -> str:
     if kind == "zero":
         n = length(ch, geo, off)
         geo.fill(off, n, 0)
-        flag = "-z -u" if ch.chance(0.5) else "-z"
+        flag = ch.choice(["-z -u", "-z", "-z", "-z -u", "-z -f", "-z -n", "-z -u -n"])
         return f"write {flag} {_num(ch, off)} {_num(ch, n)}"
     if kind == "compress":
         off -= off % geo.cluster if ch.chance(0.9) else 0
@@ -208,13 +223,20 @@ def io_command(ch: Chooser, geo: Geometry) -> str:
     step = ch.choice([geo.cluster, geo.sub, 512, ch.integer(1, 4095)])
     size = geo.size + step if grow else max(0, geo.size - step)
     geo.resize(size)
-    return f"truncate {_num(ch, size)}"
+    mode = ch.choice(["off", "metadata", "falloc", "full"]) if ch.chance(0.2) else None
+    return f"truncate -m {mode} {_num(ch, size)}" if mode else f"truncate {_num(ch, size)}"
 
 
 def populate(ch: Chooser, geo: Geometry, max_cmds: int) -> Step:
     """One qemu-io invocation of random commands on ``geo``."""
     cmds = [io_command(ch, geo) for _ in range(ch.integer(1, max_cmds))]
-    return io_step(geo.name, cmds, geo.fmt if geo.fmt == "raw" or ch.chance(0.8) else None)
+    fmt = geo.fmt if geo.fmt == "raw" or ch.chance(0.8) else None
+    step = io_step(geo.name, cmds, fmt)
+    if ch.chance(0.25):
+        opts = ch.choice([["-d", "unmap"], ["--cache", "writeback", "--aio", "threads"], ["-C"],
+                          ["-r"], ["-t", "none"], ["-d", "ignore"], ["-U", "-r"]])
+        step = Step("io", tuple(opts) + step.argv)
+    return step
 
 
 def backing_chain(ch: Chooser) -> tuple[list[Step], Geometry | None]:
@@ -250,12 +272,15 @@ def random_sequence(ch: Chooser, label: str = "") -> Sequence:
     top = "img.raw" if top_fmt == "raw" else "img.qcow2"
     s, geo = create_image(ch, top, top_fmt, backing)
     steps += s
-    for _ in range(ch.integer(1, 3)):
-        steps.append(populate(ch, geo, 5))
+    for _ in range(ch.integer(1, 4)):
+        steps.append(populate(ch, geo, 6))
         if ch.chance(0.15):
             steps.append(ch.choice([
                 img_step("map", "-f", top_fmt, top),
                 img_step("info", "-f", top_fmt, top),
                 img_step("check", top) if top_fmt == "qcow2" else img_step("map", top),
+                img_step("info", "--output=json", top),
             ]))
+    if backing is not None and ch.chance(0.2):
+        steps.append(img_step("compare", top, backing.name))
     return Sequence(steps, top, top_fmt, label)

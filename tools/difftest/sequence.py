@@ -50,3 +50,18 @@ def io_step(image: str, cmds: list[str], fmt: str | None = None) -> Step:
 def img_step(*argv: str) -> Step:
     """A qemu-img invocation."""
     return Step("img", tuple(argv))
+
+
+def parse_script(text: str, label: str = "") -> Sequence:
+    """A sequence from shell-like lines ``qemu-img ...`` / ``qemu-io ...``.
+
+    The top image is the last word of the last line (raw if it ends in .raw).
+    """
+    tools = {v: k for k, v in PROGRAMS.items()}
+    steps = []
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words:
+            steps.append(Step(tools[words[0]], tuple(words[1:])))
+    top = steps[-1].argv[-1]
+    return Sequence(steps, top, "raw" if top.endswith(".raw") else "qcow2", label)

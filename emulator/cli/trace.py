@@ -1,0 +1,63 @@
+"""-T/--trace option parsing (trace/control.c); qcowlab has no trace events.
+
+Debian's QEMU 7.2 names no event a user can enable from these tools, so a
+plain event name draws "does not exist", a '*' pattern silently matches
+nothing, and an events file is read line by line with its location prefix.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from emulator.cli.qemuopts import OptDesc, OptsError, QemuOpts
+
+_TRACE_OPTS = [OptDesc("enable"), OptDesc("events"), OptDesc("file")]
+
+
+def _warn(prog: str, where: str, name: str) -> None:
+    sys.stderr.write(f"{prog}{where}: warning: trace event '{name}' does not exist\n")
+    sys.stderr.flush()
+
+
+def _enable(prog: str, where: str, line: str) -> None:
+    name = line[1:] if line.startswith("-") else line
+    if "*" not in name:
+        _warn(prog, where, name)
+
+
+def trace_opt_parse(prog: str, arg: str) -> Optional[int]:
+    """Apply one -T argument; returns an exit status when QEMU would exit, else None."""
+    opts = QemuOpts(_TRACE_OPTS)
+    try:
+        opts.parse(arg, firstname="enable", warn_on_flag=True)
+    except OptsError as e:
+        sys.stderr.write(f"{prog}: {e.message}\n{e.hint}")
+        sys.stderr.flush()
+        return 1
+    enable = opts.get("enable")
+    if enable is not None:
+        _enable(prog, "", enable)
+    events = opts.get("events")
+    if events is not None:
+        try:
+            with open(events, "rb") as f:
+                lines = f.read().split(b"\n")
+        except OSError as e:
+            sys.stderr.write(f"{prog}:{events}: {os.strerror(e.errno or 0)}\n")
+            sys.stderr.flush()
+            return 1
+        for number, raw in enumerate(_fgets_lines(lines), 1):
+            if len(raw) > 1:
+                text = raw[:-1].decode("utf-8", "surrogateescape")
+                if not text.startswith("#"):
+                    _enable(prog, f":{events}:{number}", text)
+    return None
+
+
+def _fgets_lines(parts: list) -> list:
+    """The chunks fgets() returns: each line with its newline (the last one may lack it)."""
+    lines = [p + b"\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
