@@ -109,7 +109,8 @@ class Executor:
     # --- images ------------------------------------------------------------
     def create(self, img: ImageSpec) -> None:
         fmt = self.fmt(img)
-        opts = [o for o in ((self.imgopts if fmt == self.imgfmt else ""), img.options) if o]
+        own = self.subst(img.options, img.line) if img.options else ""
+        opts = [o for o in ((self.imgopts if fmt == self.imgfmt else ""), own) if o]
         argv = ["create", "-f", fmt]
         if opts:
             argv += ["-o", ",".join(opts)]

@@ -149,3 +149,19 @@ COMPARE = [
 @pytest.mark.parametrize("args", COMPARE)
 def test_compare(tmp_path, args):
     differential(tmp_path, COMPARE_SETUP, "img", ["compare"] + args.split())
+
+
+RESIZE = [
+    "z.qcow2 2M", "z.qcow2 +1M", "z.qcow2 -512k", "z.qcow2 512k", "--shrink z.qcow2 -512k",
+    "--shrink z.qcow2 -- -2M", "--preallocation=metadata z.qcow2 4M",
+    "--preallocation=falloc z.qcow2 4M", "--preallocation=full z.qcow2 +3M",
+    "--preallocation=full z.qcow2 1M", "--preallocation=bogus z.qcow2 4M", "-q z.qcow2 3M",
+    "z.qcow2", "z.qcow2 1x", "z.qcow2 99999999999999999999", "-f raw a.raw 3M",
+    "-f raw --preallocation=full a.raw 3M", "a.raw 3M", "--shrink -f raw a.raw 100k",
+    "top.qcow2 +1k", "nonexist 1M", "-x z.qcow2 1M", "z.qcow2 1M extra",
+]
+
+
+@pytest.mark.parametrize("args", RESIZE)
+def test_resize(tmp_path, args):
+    differential(tmp_path, MAP_SETUP, "img", ["resize"] + args.split())

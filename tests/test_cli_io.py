@@ -67,6 +67,11 @@ QCOW2_CASES = [
     c("write -P 1 0 128k", "write -z -u 0 64k", "write 8704 1k", "map") + ["z.qcow2"],
     c("write 0 2M", "write -c 0 1k", "truncate -m full 3M") + ["z.qcow2"],
     ["-r"] + c("write 0 1", "read -P 0 0 64k") + ["z.qcow2"],
+    c("reopen -r", "write 0 1", "reopen -w", "write -q 0 1", "reopen -r -w",
+      "reopen -o read-only=on -r", "reopen -o read-only=on", "write 0 1",
+      "reopen -o read-only=off", "write -q 0 1", "reopen -c none", "reopen -c bogus", "reopen x",
+      "reopen -o foo=bar", "reopen -o cache.direct=on -c none") + ["z.qcow2"],
+    ["-r"] + c("reopen -w", "write -q 0 1", "reopen -o read-only=maybe") + ["z.qcow2"],
 ]
 
 
@@ -79,6 +84,9 @@ CHAIN_CASES = [
     c("read -P 7 0 128k", "read -P 0 128k 1M", "write -P 9 4k 4k", "map", "alloc 0 2M",
       "alloc 1M 2M") + ["top.qcow2"],
     ["-U"] + c("read -P 7 0 4k") + ["base.qcow2"],
+    ["-s"] + c("write -P 9 0 4k", "read -P 9 0 4k", "info", "map", "alloc 0 64k") + ["top.qcow2"],
+    c("open -s -o driver=qcow2 top.qcow2", "write -P 9 0 4k", "close", "open top.qcow2",
+      "read -P 9 0 4k"),
     ["-r", "-U"] + c("read -P 7 0 4k", "open -U -r top.qcow2") + ["base.qcow2"],
     c("open -U -r -o force-share=off top.qcow2", "open -r -o driver=qcow2 top.qcow2", "close",
       "close", "open -d unmap -t none -i native -r top.qcow2", "read -P 7 0 1"),

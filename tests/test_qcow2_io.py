@@ -79,6 +79,10 @@ def test_backed_operations_match_qemu(tmp_path, spec, commands):
     ("cluster_size=2M,extended_l2=on", "100M", ["w 0x11 0 3M", "w 0x22 5M 1k",
                                                 "c 0x33 20M 2M", "z 21M 64k"]),
     ("compression_type=zstd", "4M", ["c 0x11 0 64k", "c 0x11 128k 64k", "w 0x22 130k 1"]),
+    # a stale compressed-byte offset makes QEMU write onto a new L2 table: refused,
+    # image marked corrupt, cached metadata never written
+    ("cluster_size=512,refcount_bits=2", "10M", ["c 0xd5 9510912 512", "zu 9392128 147456",
+                                                 "c 0xff 2379776 512", "w 0x26 6950912 77824"]),
     # one write over compressed/allocated/unallocated clusters: later chunks are
     # allocated before earlier chunks free their compressed clusters
     ("compat=1.1", "1M", ["w 0x1 64k 64k", "c 0x2 0 64k", "w 0x3 0 192k"]),

@@ -127,3 +127,35 @@ def test_unknown_extensions_kept_on_header_rewrite(tmp_path):
     node.change_backing_file("base.raw", "raw")
     close_image(node)
     assert same_image(str(img), str(tmp_path / "q.qcow2"))
+
+
+@pytest.mark.parametrize("target", [0x30000, 0x10000, 0x20000, 0x40000, 0])
+def test_write_onto_metadata_is_prevented(tmp_path, target):
+    """An L2 entry pointing at metadata: the write is refused with QEMU's message,
+    the image is marked corrupt, and nothing else reaches the file."""
+    img = tmp_path / "o.qcow2"
+    subprocess.run("qemu-img create -f qcow2 o.qcow2 1M && qemu-io -c 'write -P 1 0 4k' o.qcow2",
+                   shell=True, check=True, capture_output=True, cwd=tmp_path)
+    data = bytearray(img.read_bytes())
+    struct.pack_into(">Q", data, 0x40000, (1 << 63) | target)
+    img.write_bytes(data)
+    shutil.copy(img, tmp_path / "q.qcow2")
+    qemu = subprocess.run(["qemu-io", "-c", "write -P 2 0 4k", "-c", "write -P 3 64k 4k",
+                           "q.qcow2"], capture_output=True, text=True, cwd=tmp_path)
+    old, sys.stderr = sys.stderr, pyio.StringIO()
+    errors = []
+    try:
+        node = open_image(str(img), "qcow2", unmap=True)
+        for off in (0, 65536):
+            try:
+                io.pwrite(node, off, bytes([2 if off == 0 else 3]) * 4096)
+            except BlockError as e:
+                errors.append(e.message)
+        close_image(node)
+        printed = sys.stderr.getvalue()
+    finally:
+        sys.stderr = old
+    assert printed == qemu.stderr
+    assert [f"write failed: {e}" for e in errors] == \
+        [line for line in qemu.stdout.splitlines() if line.startswith("write failed")]
+    assert same_image(str(img), str(tmp_path / "q.qcow2"))

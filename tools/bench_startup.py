@@ -22,6 +22,8 @@ TARGET = 8.0
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30, help="runs per side")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the bare interpreter and the interpreter with site")
     args = ap.parse_args(argv)
     SCRATCH.mkdir(parents=True, exist_ok=True)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "extended_l2=on",
@@ -40,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     ratio = o / q
     print(f"qemu-io   start-up median {q * 1000:8.2f} ms  ({args.n} runs)")
     print(f"qcowlab-io start-up median {o * 1000:8.2f} ms  ({' '.join(cmds['ours'][:1])})")
+    if args.breakdown:
+        for label, cmd in (("python3 -S -c pass (bare interpreter)", [sys.executable, "-S", "-c", "pass"]),
+                           ("python3 -c pass (interpreter + site/.pth)", [sys.executable, "-c", "pass"])):
+            t = median([timed(cmd, SCRATCH) for _ in range(args.n)])
+            print(f"{label:42s} {t * 1000:8.2f} ms")
     print(f"ratio ours/qemu = {ratio:.2f}x (target <= {TARGET:g}x): "
           f"{'OK' if ratio <= TARGET else 'TOO SLOW'}")
     shutil.rmtree(SCRATCH, ignore_errors=True)

@@ -93,13 +93,15 @@ def run(side: str, full: bool) -> bool:
     p = subprocess.run([sys.executable, "./check", "-qcow2", "271"], cwd=d, env=env,
                        capture_output=True, text=True, timeout=1800)
     expected = (d / "271.out").read_text()
-    bad = d / "271.out.bad"
+    bad = d / "scratch" / "271.out.bad"
     got = bad.read_text() if bad.exists() else expected
     exp_s, got_s = sections(expected), sections(got)
     same = sum(1 for a, b in zip(exp_s, got_s) if a == b)
     print(f"== {side}: check says: "
           + ("pass" if "Passed all 1 iotests" in p.stdout else "FAIL")
           + f"; sections identical: {same}/{len(exp_s)}")
+    if "Passed all 1 iotests" not in p.stdout:
+        print("\n".join(p.stdout.splitlines()[-15:]) + p.stderr[-2000:])
     for i, (h, body) in enumerate(exp_s):
         other = got_s[i] if i < len(got_s) else ("(missing)", "")
         if (h, body) != other:

@@ -22,7 +22,7 @@ from typing import Optional
 
 from emulator.block.node import (
     BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO, BDRV_REQ_MAY_UNMAP,
-    BDRV_REQ_NO_FALLBACK, BlockError, BlockNode, BlockStatus,
+    BDRV_REQ_NO_FALLBACK, BDRV_REQ_ZERO_WRITE, BlockError, BlockNode, BlockStatus,
 )
 
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -117,6 +117,8 @@ class FileNode(BlockNode):
         self.has_fallocate = True
         self.request_alignment = 1
         self.supports_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK
+        # extending a regular file reads back as zeroes
+        self.supported_truncate_flags = BDRV_REQ_ZERO_WRITE
 
     @classmethod
     def create(cls, path: str, size: int, prealloc: str = "off") -> None:

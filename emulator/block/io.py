@@ -299,6 +299,7 @@ def _do_zero_pwritev(node: BlockNode, offset: int, length: int, flags: int) -> N
     """bdrv_co_do_zero_pwritev: a zero write not aligned to request_alignment."""
     align = node.request_alignment
     pad = _padding(node, offset, length)
+    tail_buf = b""
     if pad:
         head, tail, buf_len, merge = pad
         head_buf, tail_buf = _padding_rmw_read(node, offset, length, pad)

@@ -6,6 +6,8 @@ the same text.
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import List
 
 from emulator.report import error_report
@@ -83,30 +85,18 @@ class Run:
 
     def _create_opts(self, size: int):
         """The target's creation options (-o, size, -B/-F); None after an error."""
-        from emulator.cli import create_opts
-        from emulator.cli.img_create import KNOWN_FORMATS, CreateError, _protocol_of
-        from emulator.cli.qemuopts import OptsError, QemuOpts
+        from emulator.cli.img_target import target_opts
+        from emulator.cli.qemuopts import OptsError
         fmt = self.a.out_fmt
-        if fmt not in KNOWN_FORMATS:
-            error_report(f"Unknown file format '{fmt}'")
+        opts = target_opts(fmt, self.out_filename, f"Unknown file format '{fmt}'")
+        if opts is None:
             return None
-        try:
-            proto = _protocol_of(self.out_filename)
-        except CreateError as e:
-            error_report(e.message)
-            return None
-        if fmt not in create_opts.FORMATS or proto != "file":
-            which = fmt if fmt not in create_opts.FORMATS else proto
-            error_report(f"Driver '{which}' is not modelled by qcowlab")
-            return None
-        opts = QemuOpts(create_opts.append(create_opts.FORMATS[fmt], create_opts.FILE))
         try:
             if self.a.options:
                 opts.parse(self.a.options)
         except OptsError as e:
             error_report(e.message)
             if e.hint:
-                import sys
                 sys.stderr.write(e.hint)
             return None
         opts.set_number("size", size)
@@ -145,22 +135,42 @@ class Run:
             return False
         return True
 
+    def _locked_by_source(self) -> bool:
+        """True when the target file is one the sources hold without sharing writes."""
+        if self.a.force_share:
+            return False
+        try:
+            target = os.stat(self.out_filename)
+        except OSError:
+            return False
+        for node in self.sources:
+            while node is not None:
+                file = node.file if node.file is not None else node
+                try:
+                    st = os.stat(file.filename)
+                except OSError:
+                    st = None
+                if st is not None and (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                    return True
+                node = node.backing
+        return False
+
+    def _lock_hint(self) -> None:
+        sys.stderr.write(f"Is another process using the image [{self.out_filename}]?\n")
+        sys.stderr.flush()
+
     def _create(self, opts) -> bool:
         """bdrv_create of the target; the file is overwritten."""
-        from emulator.block.node import BlockError
-        values: dict = {}
-        for opt in opts.opts:
-            values.pop(opt.name, None)
-            values[opt.name] = opt.value
-        try:
-            if self.a.out_fmt == "qcow2":
-                from emulator.qcow2.create import create
-            else:
-                from emulator.block.raw import create
-            create(self.out_filename, values)
-        except BlockError as e:
+        from emulator.cli.img_target import create_image
+        if self._locked_by_source():
             error_report(f"{self.out_filename}: error while converting {self.a.out_fmt}: "
-                         f"{e.message}")
+                         'Failed to get "write" lock')
+            self._lock_hint()
+            return False
+        message = create_image(self.a.out_fmt, self.out_filename, opts)
+        if message is not None:
+            error_report(f"{self.out_filename}: error while converting {self.a.out_fmt}: "
+                         f"{message}")
             return False
         return True
 
@@ -173,6 +183,10 @@ class Run:
             error_report(f"Invalid cache option: {a.cache}")
             return False
         image_opts = a.tgt_image_opts if a.skip_create else False
+        if not image_opts and self._locked_by_source():
+            error_report(f"Could not open '{self.out_filename}': Failed to get \"write\" lock")
+            self._lock_hint()
+            return False
         self.target = target = img_open(image_opts, self.out_filename, a.out_fmt,
                                         read_only=False, unmap=a.min_sparse != 0)
         if target is None:

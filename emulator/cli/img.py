@@ -22,9 +22,11 @@ COMMANDS = {
     "measure": "emulator.cli.img_measure",
     "resize": "emulator.cli.img_resize",
     "convert": "emulator.cli.img_convert",
+    "rebase": "emulator.cli.img_rebase",
+    "dd": "emulator.cli.img_dd",
 }
 #: subcommands QEMU has that qcowlab does not model
-UNMODELLED = ("amend", "bench", "bitmap", "commit", "dd", "snapshot", "rebase")
+UNMODELLED = ("amend", "bench", "bitmap", "commit", "snapshot")
 
 
 def main(argv: List[str]) -> int:

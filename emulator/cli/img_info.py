@@ -96,7 +96,7 @@ def collect(image_opts: bool, filename: str, fmt: Optional[str], chain: bool,
         if node is None:
             return None
         try:
-            display = node.filename if image_opts else name
+            display = node.filename if image_opts or name.startswith("json:") else name
             info = query_image_info(node, display)
         finally:
             close(node)

@@ -91,7 +91,6 @@ def dump_entry(json: bool, e: MapEntry, nxt: Optional[MapEntry]) -> bool:
 
 
 def img_map(argv: List[str]) -> int:
-    from emulator.block import io as bio
     from emulator.block.node import BlockError
     fmt = output = None
     image_opts = force_share = False

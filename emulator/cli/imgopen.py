@@ -5,12 +5,12 @@ import errno
 import sys
 from typing import Optional
 
-from emulator.cli.qemuopts import OptsError, QemuOpts
 from emulator.report import error_report
 
 
 def parse_image_opts(text: str, implied: Optional[str] = "file") -> Optional[dict]:
     """--image-opts string to an options dict (noisy: reports errors, returns None)."""
+    from emulator.cli.qemuopts import OptsError, QemuOpts
     opts = QemuOpts()
     try:
         opts.parse(text, firstname=implied, warn_on_flag=True)
@@ -22,13 +22,61 @@ def parse_image_opts(text: str, implied: Optional[str] = "file") -> Optional[dic
     return opts.to_dict()
 
 
+#: block drivers QEMU 7.2 (Debian) knows by name
+QEMU_DRIVERS = frozenset((
+    "blkdebug blklogwrites blkreplay blkverify bochs cloop compress copy-before-write "
+    "copy-on-read dmg file ftp ftps gluster host_cdrom host_device http https io_uring iscsi "
+    "luks nbd nfs null-aio null-co nvme nvme-io_uring parallels preallocate qcow qcow2 qed "
+    "quorum raw rbd replication snapshot-access ssh throttle vdi vhdx "
+    "virtio-blk-vfio-pci virtio-blk-vhost-user virtio-blk-vhost-vdpa vmdk vpc vvfat").split())
+
+
+def _flatten(prefix: str, value: object, out: dict) -> None:
+    """qdict_flatten(): nested objects become dotted keys; scalars as option text."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}{k}.", v, out)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _flatten(f"{prefix}{i}.", v, out)
+    elif isinstance(value, bool):
+        out[prefix[:-1]] = "on" if value else "off"
+    else:
+        out[prefix[:-1]] = value if value is None else str(value)
+
+
+def json_filename_options(name: str) -> dict:
+    """Options of a "json:{...}" pseudo-filename (parse_json_filename)."""
+    import json
+
+    from emulator.block.node import BlockError
+    try:
+        obj = json.loads(name[5:])
+    except ValueError as e:
+        raise BlockError(errno.EINVAL, f"Could not parse the JSON options: {e}") from None
+    if not isinstance(obj, dict):
+        raise BlockError(errno.EINVAL, "Invalid JSON object given")
+    out: dict = {}
+    _flatten("", obj, out)
+    return out
+
+
 def open_options(name: Optional[str], options: dict, read_only: bool, force_share: bool,
                  no_backing: bool = False, unmap: bool = False):
     """blk_new_open(name, options): the root node; raises BlockError with QEMU's text."""
     from emulator.block.node import BlockError
     from emulator.block.open import open_image
     opts = dict(options)
+    if name is not None and name.startswith("json:"):
+        for key, value in json_filename_options(name).items():
+            opts.setdefault(key, value)
+        name = None
+    if "backing" in opts and opts["backing"] is None:
+        del opts["backing"]
+        no_backing = True
     fmt = opts.pop("driver", None)
+    if fmt is not None and fmt not in QEMU_DRIVERS:
+        raise BlockError(errno.EINVAL, f"Unknown driver '{fmt}'")
     share = str(opts.pop("force-share", "off")) in ("on", "True", "true")
     if (share or force_share) and not read_only:
         raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
@@ -46,6 +94,32 @@ def open_options(name: Optional[str], options: dict, read_only: bool, force_shar
             raise BlockError(errno.EINVAL, 'A block device must be specified for "file"')
     return open_image(filename, fmt, read_only=read_only, options=opts or None,
                       no_backing=no_backing, force_share=share or force_share, unmap=unmap)
+
+
+def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, unmap: bool):
+    """BDRV_O_SNAPSHOT: the image read-only under a temporary qcow2 overlay taking writes.
+
+    The overlay is created in $TMPDIR (default /var/tmp) and unlinked once open.
+    """
+    import os
+    import tempfile
+
+    from emulator.block import io as bio
+    from emulator.block.open import close_image, open_image
+    from emulator.qcow2.create import create
+    base = open_options(name, options, True, force_share)
+    try:
+        fmt, size = base.format_name, bio.getlength(base)
+        path = os.path.abspath(base.file.filename if base.file is not None else base.filename)
+    finally:
+        close_image(base)
+    fd, tmp = tempfile.mkstemp(prefix="vl.", dir=os.environ.get("TMPDIR") or "/var/tmp")
+    os.close(fd)
+    try:
+        create(tmp, {"size": size, "backing_file": path, "backing_fmt": fmt})
+        return open_image(tmp, "qcow2", read_only=False, unmap=unmap)
+    finally:
+        os.unlink(tmp)
 
 
 def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: bool = True,

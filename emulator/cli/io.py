@@ -49,8 +49,6 @@ def _run(argv: List[str]) -> int:
     from emulator.cli import blockopts
     from emulator.cli.getopt import Getopt
     from emulator.cli.io_cmds import IoSession, SignalRaised
-    from emulator.cli.qemuopts import OptsError, QemuOpts
-    from emulator.cli.texts import COPYRIGHT, VERSION
     from emulator.report import error_report
 
     read_only = False
@@ -58,12 +56,14 @@ def _run(argv: List[str]) -> int:
     fmt: Optional[str] = None
     force_share = False
     image_opts = False
-    misalign = False
+    misalign = snapshot = False
     commands: List[str] = []
     g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
     for c in g:
-        if c in ("s", "n", "C", "k", "object"):
+        if c in ("n", "C", "k", "object"):
             pass
+        elif c == "s":
+            snapshot = True
         elif c == "T":
             from emulator.cli.trace import trace_opt_parse
             rc = trace_opt_parse(PROG, g.optarg)
@@ -91,6 +91,7 @@ def _run(argv: List[str]) -> int:
                 error_report(f"Invalid cache option: {g.optarg}")
                 return 1
         elif c == "V":
+            from emulator.cli.texts import COPYRIGHT, VERSION
             sys.stdout.write(f"{PROG} version {VERSION}\n{COPYRIGHT}")
             return 0
         elif c == "h":
@@ -115,6 +116,7 @@ def _run(argv: List[str]) -> int:
     try:
         if args:
             if image_opts:
+                from emulator.cli.qemuopts import OptsError, QemuOpts
                 qopts = QemuOpts()
                 try:
                     qopts.parse(args[0], warn_on_flag=True)
@@ -123,11 +125,12 @@ def _run(argv: List[str]) -> int:
                     if e.hint:
                         sys.stderr.write(e.hint)
                     return 1
-                if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap):
+                if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap,
+                                    snapshot):
                     return 1
             else:
                 opts = {"driver": fmt} if fmt is not None else None
-                if session.openfile(args[0], read_only, force_share, opts, unmap):
+                if session.openfile(args[0], read_only, force_share, opts, unmap, snapshot):
                     return 1
         ret = _command_loop(session, commands)
     except SignalRaised as e:

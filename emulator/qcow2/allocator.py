@@ -91,6 +91,7 @@ def alloc_bytes(s, size: int) -> int:
         except BlockError:
             offset = 0
             raise
+    s.l2_cache.set_dependency(s.refcount_cache)
     s.free_byte_offset = offset + size
     if not s.free_byte_offset & (cs - 1):
         s.free_byte_offset = 0

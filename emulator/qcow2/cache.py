@@ -1,45 +1,122 @@
-"""Metadata table cache (L2 tables, refcount blocks), written through.
+"""Metadata table cache for L2 tables and refcount blocks (qcow2-cache.c).
 
-QEMU's qcow2-cache.c keeps dirty tables and writes whole tables back on
-flush; writing each modified table back at once leaves the same bytes in the
-image, so this cache is write-through.
+Tables are kept in a fixed number of slots and written back only when QEMU
+writes them back: on an explicit flush, when a slot is reused (least
+recently used first) or when a dependent cache is flushed. A table dropped
+with ``discard`` (its cluster was freed) is never written, and nothing is
+written once the node is dead after a fatal corruption event, exactly the
+state QEMU leaves in the file.
 
-API summary: ``TableCache(read, write, table_size)``; ``get(offset)`` ->
-bytearray (read on miss), ``get_empty(offset)`` -> zeroed bytearray,
-``put_dirty(offset)`` writes the table back, ``discard(offset)`` forgets it.
+API summary: ``TableCache(node, kind, slots, table_size)`` with kind "l2" or
+"refcount"; ``get(offset)`` -> bytearray (read on miss), ``get_empty(offset)``
+-> zeroed bytearray, ``mark_dirty(offset)``, ``flush()``,
+``set_dependency(other)`` (flush ``other`` before writing this cache),
+``is_cached(offset)``, ``discard(offset)``, ``clear()`` (forget everything,
+dirty or not).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Optional
+
+
+class _Slot:
+    __slots__ = ("offset", "table", "dirty", "lru")
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.table: Optional[bytearray] = None
+        self.dirty = False
+        self.lru = 0
 
 
 class TableCache:
-    """Tables of ``table_size`` bytes keyed by host offset."""
+    """Tables of ``table_size`` bytes keyed by host offset, written back lazily."""
 
-    def __init__(self, read: Callable[[int, int], bytes],
-                 write: Callable[[int, bytes], None], table_size: int) -> None:
-        self._read = read
-        self._write = write
+    def __init__(self, node, kind: str, slots: int, table_size: int) -> None:
+        self.node = node
+        self.kind = kind
         self.table_size = table_size
-        self._tables: dict[int, bytearray] = {}
+        self.slots = [_Slot() for _ in range(max(slots, 1))]
+        self.lru_counter = 0
+        self.depends: Optional["TableCache"] = None
+
+    def _find(self, offset: int) -> Optional[_Slot]:
+        for slot in self.slots:
+            if slot.offset == offset:
+                return slot
+        return None
+
+    def _load(self, offset: int, read: bool) -> bytearray:
+        n = len(self.slots)
+        start = (offset // self.table_size * 4) % n
+        victim = None
+        for k in range(n):
+            slot = self.slots[(start + k) % n]
+            if slot.offset == offset:
+                victim = slot
+                break
+            if victim is None or slot.lru < victim.lru:
+                victim = slot
+        if victim.offset != offset:
+            self._write_back(victim)
+            victim.offset = 0
+            data = self.node.file_read(offset, self.table_size) if read \
+                else bytes(self.table_size)
+            victim.table = bytearray(data)
+            victim.offset = offset
+        elif not read:
+            victim.table[:] = bytes(self.table_size)
+        self.lru_counter += 1
+        victim.lru = self.lru_counter
+        return victim.table
 
     def get(self, offset: int) -> bytearray:
-        table = self._tables.get(offset)
-        if table is None:
-            table = bytearray(self._read(offset, self.table_size))
-            self._tables[offset] = table
-        return table
+        return self._load(offset, True)
 
     def get_empty(self, offset: int) -> bytearray:
-        table = bytearray(self.table_size)
-        self._tables[offset] = table
-        return table
+        return self._load(offset, False)
 
-    def put_dirty(self, offset: int) -> None:
-        self._write(offset, bytes(self._tables[offset]))
+    def is_cached(self, offset: int) -> bool:
+        return self._find(offset) is not None
+
+    def mark_dirty(self, offset: int) -> None:
+        slot = self._find(offset)
+        if slot is not None:
+            slot.dirty = True
+
+    def _write_back(self, slot: _Slot) -> None:
+        if not slot.dirty or not slot.offset:
+            return
+        if self.depends is not None:
+            dep, self.depends = self.depends, None
+            dep.flush()
+        from emulator.qcow2.overlap import OL_ACTIVE_L2, OL_REFCOUNT_BLOCK, pre_write_overlap_check
+        pre_write_overlap_check(self.node, OL_ACTIVE_L2 if self.kind == "l2"
+                                else OL_REFCOUNT_BLOCK, slot.offset, self.table_size)
+        self.node.file_write(slot.offset, bytes(slot.table))
+        slot.dirty = False
+
+    def flush(self) -> None:
+        """qcow2_cache_flush: write every dirty table back."""
+        for slot in self.slots:
+            self._write_back(slot)
+
+    def set_dependency(self, dependency: "TableCache") -> None:
+        """qcow2_cache_set_dependency: ``dependency`` is flushed before this cache writes."""
+        if dependency.depends is not None:
+            dep, dependency.depends = dependency.depends, None
+            dep.flush()
+        if self.depends is not None and self.depends is not dependency:
+            dep, self.depends = self.depends, None
+            dep.flush()
+        self.depends = dependency
 
     def discard(self, offset: int) -> None:
-        self._tables.pop(offset, None)
+        slot = self._find(offset)
+        if slot is not None:
+            slot.offset, slot.table, slot.dirty, slot.lru = 0, None, False, 0
 
     def clear(self) -> None:
-        self._tables.clear()
+        for slot in self.slots:
+            slot.offset, slot.table, slot.dirty, slot.lru = 0, None, False, 0
+        self.depends = None

@@ -31,8 +31,8 @@ from emulator.qcow2.l2_entry import (
     OFLAG_COPIED, OFLAG_ZERO, ClusterType, cluster_type, compressed_host_range,
     entry_size, get_entry,
 )
-from emulator.qcow2.header import L1E_OFFSET_MASK, L1E_RESERVED_MASK, REFT_OFFSET_MASK, \
-    REFT_RESERVED_MASK, QCOW_MAX_L1_SIZE
+from emulator.qcow2.header import AUTOCLEAR_BITMAPS, L1E_OFFSET_MASK, L1E_RESERVED_MASK, \
+    QCOW_MAX_L1_SIZE, REFT_OFFSET_MASK, REFT_RESERVED_MASK
 
 FIX_LEAKS = 1
 FIX_ERRORS = 2
@@ -332,7 +332,36 @@ class _Checker:
             self.check_l1(imrt, sn.l1_table_offset, sn.l1_size, False, fix, False)
         self.inc_refcounts(imrt, s.snapshots_offset, s.snapshots_size)
         self.inc_refcounts(imrt, s.refcount_table_offset, s.refcount_table_size * 8)
+        self.check_bitmaps(imrt)
         return self.check_refblocks(imrt, fix)
+
+    def check_bitmaps(self, imrt: _Imrt) -> None:
+        """qcow2_check_bitmaps_refcounts: the bitmap directory, tables and data clusters."""
+        from emulator.qcow2 import bitmap_directory as bd
+        s, res = self.s, self.res
+        payload = getattr(s, "bitmaps_extension", None)
+        if payload is None or not s.autoclear_features & AUTOCLEAR_BITMAPS:
+            return
+        nb, dir_size, dir_offset = bd.extension_fields(payload)
+        if not nb:
+            return
+        self.inc_refcounts(imrt, dir_offset, dir_size)
+        try:
+            entries = bd.load_directory(s, nb, dir_offset, dir_size)
+        except BlockError:
+            res.corruptions += 1
+            raise BlockError(errno.EINVAL) from None
+        for e in entries:
+            self.inc_refcounts(imrt, e.table_offset, e.table_size * 8)
+            try:
+                table = bd.load_table(s, e)
+            except BlockError:
+                res.corruptions += 1
+                raise
+            for entry in table:
+                offset = entry & bd.TABLE_ENTRY_OFFSET_MASK
+                if offset:
+                    self.inc_refcounts(imrt, offset, self.cs)
 
     def _stored_refcount(self, i: int) -> int:
         return rc.get_refcount(self.s, i)

@@ -21,7 +21,7 @@ from typing import Optional
 from emulator.block.node import BDRV_REQ_MAY_UNMAP, BlockError
 from emulator.qcow2 import l2_entry as l2e
 from emulator.qcow2.allocator import alloc_bytes, alloc_clusters, alloc_clusters_at, free_any_cluster
-from emulator.qcow2.header import L1E_OFFSET_MASK, c_hex
+from emulator.qcow2.header import INCOMPAT_DIRTY, L1E_OFFSET_MASK, c_hex
 from emulator.qcow2.l2_entry import SubclusterType as ST
 from emulator.qcow2.l2_table import get_cluster_table, l2_load
 from emulator.qcow2.refcount import DISCARD_NEVER, DISCARD_REQUEST, process_discards
@@ -344,19 +344,24 @@ def alloc_host_offset(s, offset: int, nbytes: int) -> tuple[int, int, list]:
 
 def perform_cow(s, m: L2Meta) -> None:
     """Copy the unmodified head/tail of newly allocated clusters (and the data)."""
-    from emulator.block import io
     start, end = m.cow_start, m.cow_end
     if (start.nb_bytes == 0 and end.nb_bytes == 0) or m.skip_cow:
         return
     head = s.drv_preadv(m.offset + start.offset, start.nb_bytes) if start.nb_bytes else b""
     tail = s.drv_preadv(m.offset + end.offset, end.nb_bytes) if end.nb_bytes else b""
     if m.data is not None:
-        io.pwrite(s.file, m.alloc_offset + start.offset, head + m.data + tail)
+        _cow_write(s, m.alloc_offset + start.offset, head + m.data + tail)
     else:
-        if head:
-            io.pwrite(s.file, m.alloc_offset + start.offset, head)
-        if tail:
-            io.pwrite(s.file, m.alloc_offset + end.offset, tail)
+        _cow_write(s, m.alloc_offset + start.offset, head)
+        _cow_write(s, m.alloc_offset + end.offset, tail)
+
+
+def _cow_write(s, offset: int, data: bytes) -> None:
+    from emulator.block import io
+    from emulator.qcow2.overlap import pre_write_overlap_check
+    if data:
+        pre_write_overlap_check(s, 0, offset, len(data))
+        io.pwrite(s.file, offset, data)
 
 
 def link_l2(s, m: L2Meta) -> None:
@@ -364,6 +369,8 @@ def link_l2(s, m: L2Meta) -> None:
     perform_cow(s, m)
     if s.use_lazy_refcounts:
         s.mark_dirty()
+    if not s.incompatible_features & INCOMPAT_DIRTY:
+        s.l2_cache.set_dependency(s.refcount_cache)
     l2_offset, table, l2_index = get_cluster_table(s, m.offset)
     old = []
     cs = s.cluster_size
@@ -380,7 +387,7 @@ def link_l2(s, m: L2Meta) -> None:
             bitmap |= l2e.sub_alloc_range(first_sc, last_sc + 1)
             bitmap &= ~l2e.sub_zero_range(first_sc, last_sc + 1)
         l2e.set_entry(table, l2_index + i, host | l2e.OFLAG_COPIED, bitmap, s.extended_l2)
-    s.l2_cache.put_dirty(l2_offset)
+    s.l2_cache.mark_dirty(l2_offset)
     if not m.keep_old_clusters:
         for entry in old:
             free_any_cluster(s, entry, DISCARD_NEVER)
@@ -415,7 +422,7 @@ def _discard_in_l2_slice(s, offset: int, nb_clusters: int, dtype: int, full: boo
         dirty = True
         free_any_cluster(s, entry, dtype)
     if dirty:
-        s.l2_cache.put_dirty(l2_offset)
+        s.l2_cache.mark_dirty(l2_offset)
     return nb_clusters
 
 
@@ -456,7 +463,7 @@ def _zero_in_l2_slice(s, offset: int, nb_clusters: int, flags: int) -> int:
         if unmap:
             free_any_cluster(s, entry, DISCARD_REQUEST)
     if dirty:
-        s.l2_cache.put_dirty(l2_offset)
+        s.l2_cache.mark_dirty(l2_offset)
     return nb_clusters
 
 
@@ -469,7 +476,7 @@ def _zero_l2_subclusters(s, offset: int, nb_subclusters: int) -> None:
     new = (bitmap | l2e.sub_zero_range(sc, sc + nb_subclusters)) & ~l2e.sub_alloc_range(sc, sc + nb_subclusters)
     if new != bitmap:
         l2e.set_entry(table, l2_index, entry, new, True)
-        s.l2_cache.put_dirty(l2_offset)
+        s.l2_cache.mark_dirty(l2_offset)
 
 
 def subcluster_zeroize(s, offset: int, nbytes: int, flags: int) -> None:
@@ -510,5 +517,5 @@ def alloc_compressed_cluster_offset(s, offset: int, size: int) -> int:
     nb_csectors = (host + size - 1) // 512 - host // 512
     l2e.set_entry(table, l2_index, l2e.compressed_entry(host, nb_csectors, s.cluster_bits),
                   0, s.extended_l2)
-    s.l2_cache.put_dirty(l2_offset)
+    s.l2_cache.mark_dirty(l2_offset)
     return host

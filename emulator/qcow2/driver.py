@@ -10,7 +10,9 @@ API summary:
   Options understood: "lazy-refcounts", "pass-discard-request",
   "pass-discard-snapshot", "pass-discard-other" (bool or "on"/"off"),
   "discard" ("unmap"/"on" enables unmapping, default on like qemu-io),
-  "x-check" (True = BDRV_O_CHECK, used by qemu-img check).
+  "x-check" (True = BDRV_O_CHECK, used by qemu-img check), "x-no-io" (True =
+  BDRV_O_NO_IO, used by qemu-img info: an AES-encrypted image opens without
+  its key), "overlap-check" (none/constant/cached/all).
 - attributes: cluster_size, cluster_bits, size, qcow_version, extended_l2,
   backing_file, backing_format, refcount_order, l1_table, l1_size,
   refcount_table, header (parsed Header), incompatible_features, ...
@@ -39,6 +41,10 @@ from emulator.qcow2.l2_entry import SubclusterType as ST
 INT_MAX = (1 << 31) - 1
 #: QCOW2_MAX_WORKERS: requests of one write in flight at a time
 MAX_WORKERS = 8
+DEFAULT_L2_CACHE_MAX_SIZE = 32 * 1024 * 1024
+MIN_L2_CACHE_SIZE = 2
+MIN_REFCOUNT_CACHE_SIZE = 4
+CRYPT_NONE, CRYPT_AES, CRYPT_LUKS = 0, 1, 2
 
 
 def probe(buf: bytes, filename: str) -> int:
@@ -55,6 +61,14 @@ def _opt_bool(options: dict, key: str, default: bool) -> bool:
     if isinstance(val, str):
         return val.lower() in ("on", "true", "yes", "unmap")
     return bool(val)
+
+
+def _overlap_mode(options: dict) -> int:
+    """The overlap-check option: none, constant, cached (default) or all."""
+    from emulator.qcow2 import overlap as ol
+    mode = options.get("overlap-check", "cached")
+    return {"none": 0, "constant": ol.OL_CONSTANT, "cached": ol.OL_CACHED,
+            "all": ol.OL_ALL}.get(mode, ol.OL_CACHED)
 
 
 def _io():
@@ -81,7 +95,6 @@ class Qcow2(BlockNode):
         return s
 
     def _open(self, options: dict, open_backing) -> None:
-        from emulator.qcow2.cache import TableCache
         from emulator.qcow2.l1_table import load_l1_table
         from emulator.qcow2.refcount import load_refcount_table
         io = _io()
@@ -142,8 +155,8 @@ class Qcow2(BlockNode):
         self.refcount_bits = 1 << h.refcount_order
         self.refcount_max = (1 << self.refcount_bits) - 1
         self.crypt_method = h.crypt_method
-        if h.crypt_method:
-            raise BlockError(errno.ENOTSUP, "qcowlab does not model encrypted qcow2 images")
+        self.encrypted = bool(h.crypt_method)
+        self.crypto_header_seen = False
         self.l2_entry_size = l2e.entry_size(self.extended_l2)
         self.l2_bits = h.cluster_bits - (self.l2_entry_size.bit_length() - 1)
         self.l2_size = 1 << self.l2_bits
@@ -174,6 +187,8 @@ class Qcow2(BlockNode):
             load_l1_table(self)
         except BlockError as e:
             raise BlockError(e.errno, f"Could not read L1 table: {e.message}")
+        if self.crypt_method not in (CRYPT_NONE, CRYPT_AES, CRYPT_LUKS):
+            raise BlockError(errno.EINVAL, f"Unsupported encryption method {self.crypt_method}")
         self.use_lazy_refcounts = _opt_bool(
             options, "lazy-refcounts", bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS))
         if self.use_lazy_refcounts and self.qcow_version < 3:
@@ -189,8 +204,8 @@ class Qcow2(BlockNode):
             DISCARD_SNAPSHOT: _opt_bool(options, "pass-discard-snapshot", True),
             DISCARD_OTHER: _opt_bool(options, "pass-discard-other", False),
         }
-        self.l2_cache = TableCache(self.file_read, self.file_write, cs)
-        self.refcount_cache = TableCache(self.file_read, self.file_write, cs)
+        self.overlap_check = _overlap_mode(options)
+        self._create_caches()
         self.discards: list = []
         self.cache_discards = False
         self.free_cluster_index = 0
@@ -203,6 +218,11 @@ class Qcow2(BlockNode):
         if head_area is None:
             head_area = io.pread(self.file, 0, cs)
         self._read_extensions(head_area, h.header_length, ext_end)
+        no_io = bool(options.get("x-no-io"))
+        if self.crypt_method == CRYPT_AES and not no_io:
+            raise BlockError(errno.EINVAL, "Parameter 'encrypt.key-secret' is required for cipher")
+        if self.crypt_method == CRYPT_LUKS and not self.crypto_header_seen and not no_io:
+            raise BlockError(errno.EINVAL, "Missing CRYPTO header for crypt method 2")
         self.backing_file = None
         self.image_backing_file = None
         if h.backing_file_offset:
@@ -214,6 +234,12 @@ class Qcow2(BlockNode):
             self.backing_file = self.image_backing_file
         self.nb_snapshots = h.nb_snapshots
         self.snapshots_offset = h.snapshots_offset
+        self.snapshots: list = []
+        self.snapshots_size = 0
+        if not check_mode and self.nb_snapshots:
+            from emulator.qcow2.snapshot_table import read_snapshots
+            table = read_snapshots(self, False)
+            self.snapshots, self.snapshots_size = table.snapshots, table.size
         self.header = h
         update = bool(self.autoclear_features & ~hdr.AUTOCLEAR_MASK) and not self.read_only
         if update:
@@ -228,6 +254,20 @@ class Qcow2(BlockNode):
             self._repair_dirty()
         if self.backing_file and open_backing is not None:
             self.backing = open_backing(self.backing_file, self.backing_format)
+
+    def _create_caches(self) -> None:
+        """Caches sized like read_cache_sizes' defaults (whole disk up to 32 MiB of L2)."""
+        from emulator.qcow2.cache import TableCache
+        cs = self.cluster_size
+        max_l2_cache = -(-(-(-self.size // cs) * self.l2_entry_size) // cs) * cs
+        l2_slots = max(min(max_l2_cache, DEFAULT_L2_CACHE_MAX_SIZE) // cs, MIN_L2_CACHE_SIZE)
+        self.l2_cache = TableCache(self, "l2", l2_slots, cs)
+        self.refcount_cache = TableCache(self, "refcount", MIN_REFCOUNT_CACHE_SIZE, cs)
+
+    def write_caches(self) -> None:
+        """qcow2_write_caches: L2 tables, then refcount blocks."""
+        self.l2_cache.flush()
+        self.refcount_cache.flush()
 
     def _repair_dirty(self) -> None:
         from emulator.qcow2 import check
@@ -274,8 +314,7 @@ class Qcow2(BlockNode):
             elif magic == ext.EXT_FEATURE_TABLE:
                 pass
             elif magic == ext.EXT_CRYPTO_HEADER:
-                raise BlockError(errno.EINVAL, "CRYPTO header extension only expected with "
-                                               "LUKS encryption method")
+                self._crypto_header(payload)
             elif magic == ext.EXT_BITMAPS:
                 self.bitmaps_extension = payload
             elif magic == ext.EXT_DATA_FILE:
@@ -283,6 +322,20 @@ class Qcow2(BlockNode):
             else:
                 # QEMU keeps unknown extensions in a list it prepends to
                 self.unknown_extensions.insert(0, (magic, payload))
+
+    def _crypto_header(self, payload: bytes) -> None:
+        """The LUKS header pointer extension, checked as qcow2_read_extensions does."""
+        if self.crypt_method != CRYPT_LUKS:
+            raise BlockError(errno.EINVAL, "CRYPTO header extension only expected with LUKS "
+                                           "encryption method")
+        if len(payload) != 16:
+            raise BlockError(errno.EINVAL, f"CRYPTO header extension size {len(payload)}, "
+                                           f"but expected size 16")
+        offset, _ = struct.unpack(">QQ", payload)
+        if offset % self.cluster_size:
+            raise BlockError(errno.EINVAL, f"Encryption header offset '{offset}' is not a "
+                                           f"multiple of cluster size '{self.cluster_size}'")
+        raise BlockError(errno.ENOTSUP, "qcowlab does not model LUKS-encrypted qcow2 images")
 
     # --------------------------------------------------------------- helpers
     def file_read(self, offset: int, length: int) -> bytes:
@@ -319,11 +372,6 @@ class Qcow2(BlockNode):
         self.incompatible_features |= hdr.INCOMPAT_CORRUPT
         self.update_header()
 
-    def mark_consistent(self) -> None:
-        if self.incompatible_features & hdr.INCOMPAT_CORRUPT:
-            self.incompatible_features &= ~hdr.INCOMPAT_CORRUPT
-            self.update_header()
-
     def mark_dirty(self) -> None:
         if self.incompatible_features & hdr.INCOMPAT_DIRTY:
             return
@@ -334,6 +382,13 @@ class Qcow2(BlockNode):
     def mark_clean(self) -> None:
         if self.incompatible_features & hdr.INCOMPAT_DIRTY:
             self.incompatible_features &= ~hdr.INCOMPAT_DIRTY
+            self.write_caches()
+            self.update_header()
+
+    def mark_consistent(self) -> None:
+        if self.incompatible_features & hdr.INCOMPAT_CORRUPT:
+            self.write_caches()
+            self.incompatible_features &= ~hdr.INCOMPAT_CORRUPT
             self.update_header()
 
     def update_header(self) -> None:
@@ -421,6 +476,7 @@ class Qcow2(BlockNode):
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         self._check_alive()
         from emulator.qcow2.cluster import abort_meta, alloc_host_offset
+        from emulator.qcow2.overlap import pre_write_overlap_check
         io = _io()
         pos = 0
         length = len(data)
@@ -431,6 +487,13 @@ class Qcow2(BlockNode):
         error = None
         while length and error is None:
             cur, host, metas = alloc_host_offset(self, offset, min(length, INT_MAX))
+            try:
+                pre_write_overlap_check(self, 0, host, cur)
+            except BlockError as e:
+                error = e
+                for m in metas:
+                    abort_meta(self, m)
+                break
             chunk = data[pos:pos + cur]
             if len(pending) >= MAX_WORKERS:
                 error = self._link_metas(pending.pop(0), error)
@@ -466,6 +529,7 @@ class Qcow2(BlockNode):
         return error
 
     def _handle_alloc_space(self, metas: list) -> None:
+        from emulator.qcow2.overlap import pre_write_overlap_check
         io = _io()
         if not self.file.supports_zero_flags & BDRV_REQ_NO_FALLBACK:
             return
@@ -477,6 +541,7 @@ class Qcow2(BlockNode):
                 continue
             start = m.alloc_offset + m.cow_start.offset
             nb = m.cow_end.offset + m.cow_end.nb_bytes - m.cow_start.offset
+            pre_write_overlap_check(self, 0, start, nb)
             try:
                 io.pwrite_zeroes(self.file, start, nb, BDRV_REQ_NO_FALLBACK)
             except BlockError as e:
@@ -580,6 +645,8 @@ class Qcow2(BlockNode):
             self.drv_pwritev(offset, chunk, 0)
             return
         host = alloc_compressed_cluster_offset(self, offset, len(out))
+        from emulator.qcow2.overlap import pre_write_overlap_check
+        pre_write_overlap_check(self, 0, host, len(out))
         _io().pwrite(self.file, host, out)
 
     def drv_block_status(self, want_zero: bool, offset: int, length: int) -> BlockStatus:
@@ -627,23 +694,32 @@ class Qcow2(BlockNode):
         truncate(self, size, exact, prealloc, flags)
 
     def drv_flush(self) -> None:
-        pass
+        if not self.read_only and not self.dead:
+            self.write_caches()
 
     def drv_close(self) -> None:
+        """qcow2_close: write the caches back, clear the dirty bit (not after a fatal
+        corruption event: QEMU then has no driver left to close)."""
         if not self.read_only and not self.dead:
+            self.write_caches()
             self.mark_clean()
 
     # ----------------------------------------------------------------- info
     def get_specific_info(self) -> dict:
         ctype = hdr.COMPRESSION_NAMES.get(self.compression_type, str(self.compression_type))
         if self.qcow_version == 2:
-            return {"compat": "0.10", "compression-type": ctype,
+            info = {"compat": "0.10", "compression-type": ctype,
                     "refcount-bits": self.refcount_bits}
+            if self.crypt_method == CRYPT_AES:
+                info["encrypt"] = {"format": "aes"}
+            return info
         info = {"compat": "1.1", "compression-type": ctype,
                 "lazy-refcounts": bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS),
-                "refcount-bits": self.refcount_bits,
-                "corrupt": bool(self.incompatible_features & hdr.INCOMPAT_CORRUPT),
-                "extended-l2": self.extended_l2}
+                "refcount-bits": self.refcount_bits}
+        if self.crypt_method == CRYPT_AES:
+            info["encrypt"] = {"format": "aes"}
+        info["corrupt"] = bool(self.incompatible_features & hdr.INCOMPAT_CORRUPT)
+        info["extended-l2"] = self.extended_l2
         if self.image_data_file:
             info["data-file"] = self.image_data_file
         return info

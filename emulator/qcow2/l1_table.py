@@ -23,7 +23,10 @@ def load_l1_table(s) -> None:
 
 
 def write_l1_entry(s, index: int) -> None:
-    s.file_write(s.l1_table_offset + 8 * index, struct.pack(">Q", s.l1_table[index]))
+    from emulator.qcow2.overlap import OL_ACTIVE_L1, pre_write_overlap_check
+    offset = s.l1_table_offset + 8 * index
+    pre_write_overlap_check(s, OL_ACTIVE_L1, offset, 8)
+    s.file_write(offset, struct.pack(">Q", s.l1_table[index]))
 
 
 def grow_l1_table(s, min_size: int, exact: bool) -> None:
@@ -42,6 +45,9 @@ def grow_l1_table(s, min_size: int, exact: bool) -> None:
     table = s.l1_table + [0] * (new_size - s.l1_size)
     new_offset = alloc_clusters(s, new_size * 8)
     try:
+        from emulator.qcow2.overlap import pre_write_overlap_check
+        s.refcount_cache.flush()
+        pre_write_overlap_check(s, 0, new_offset, new_size * 8)
         s.file_write(new_offset, struct.pack(f">{new_size}Q", *table))
         s.file_write(36, struct.pack(">IQ", new_size, new_offset))
     except BlockError:

@@ -31,10 +31,12 @@ def l2_allocate(s, l1_index: int) -> None:
         if l2_offset == 0:
             s.signal_corruption(True, "Preventing invalid allocation of L2 table at offset 0")
             raise BlockError(errno.EIO)
+        s.refcount_cache.flush()
         new = s.l2_cache.get_empty(l2_offset)
         if old & L1E_OFFSET_MASK:
             new[:] = s.l2_cache.get(old & L1E_OFFSET_MASK)
-        s.l2_cache.put_dirty(l2_offset)
+        s.l2_cache.mark_dirty(l2_offset)
+        s.l2_cache.flush()
         s.l1_table[l1_index] = l2_offset | OFLAG_COPIED
         write_l1_entry(s, l1_index)
     except BlockError:

@@ -15,7 +15,6 @@ from emulator.block.node import BlockError
 
 DEFAULT_CLUSTER_SIZE = 65536
 L1E_SIZE = 8
-REFTABLE_ENTRY_SIZE = 8
 U64_MASK = (1 << 64) - 1
 PREALLOC_MODES = ("off", "metadata", "falloc", "full")
 
@@ -36,29 +35,6 @@ def _round_up(n: int, a: int) -> int:
     return _div_round_up(n, a) * a
 
 
-def refcount_metadata_size(clusters: int, cluster_size: int, refcount_order: int,
-                           generous_increase: bool = False) -> tuple[int, int]:
-    """qcow2_refcount_metadata_size: (bytes of refcount table + blocks, refblock count).
-
-    Iterates to the fixed point where the refcount structures also count themselves.
-    """
-    per_table_cluster = cluster_size // REFTABLE_ENTRY_SIZE
-    per_block = cluster_size * 8 // (1 << refcount_order)
-    table = blocks = n = 0
-    while True:
-        last = n
-        blocks = _div_round_up(clusters + table + blocks, per_block)
-        table = _div_round_up(blocks, per_table_cluster)
-        n = clusters + blocks + table
-        if n == last and generous_increase:
-            clusters += _div_round_up(table, 2)
-            n = 0
-            generous_increase = False
-        if n == last:
-            break
-    return (blocks + table) * cluster_size, blocks
-
-
 def calc_prealloc_size(total_size: int, cluster_size: int, refcount_order: int,
                        extended_l2: bool) -> int:
     """qcow2_calc_prealloc_size: file size of a fully allocated image, metadata included."""
@@ -69,8 +45,9 @@ def calc_prealloc_size(total_size: int, cluster_size: int, refcount_order: int,
     meta += nl2e * l2e_size
     nl1e = _round_up(nl2e * l2e_size // cluster_size, cluster_size // L1E_SIZE)
     meta += nl1e * L1E_SIZE
+    from emulator.qcow2.refcount import refcount_metadata_size
     meta += refcount_metadata_size((meta + aligned_total) // cluster_size, cluster_size,
-                                   refcount_order)[0]
+                                   refcount_order, False)[0]
     return meta + aligned_total
 
 

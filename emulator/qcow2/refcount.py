@@ -120,6 +120,7 @@ def alloc_refcount_block(s, cluster_index: int) -> int:
     off = _refblock_offset(s, table_index)
     if off:
         return off
+    s.l2_cache.flush()
     new_block = alloc_clusters_noref(s, s.cluster_size, (1 << 63) - 1)
     if new_block == 0:
         s.signal_corruption(True, "Preventing invalid allocation of refcount block at offset 0")
@@ -130,8 +131,10 @@ def alloc_refcount_block(s, cluster_index: int) -> int:
                               s.refcount_order, 1)
     else:
         update_refcount(s, new_block, s.cluster_size, 1, False, DISCARD_NEVER)
+        s.refcount_cache.flush()
         s.refcount_cache.get_empty(new_block)
-    s.refcount_cache.put_dirty(new_block)
+    s.refcount_cache.mark_dirty(new_block)
+    s.refcount_cache.flush()
     if table_index < s.refcount_table_size:
         s.file_write(s.refcount_table_offset + table_index * 8, struct.pack(">Q", new_block))
         s.refcount_table[table_index] = new_block
@@ -189,7 +192,8 @@ def refcount_area(s, start_offset: int, additional_clusters: int, exact_size: bo
             end_index = min((end_offset - first) // cs, s.refcount_block_size)
             for k in range(j, end_index):
                 set_refcount_in_block(block, k, s.refcount_order, 1)
-        s.refcount_cache.put_dirty(off)
+        s.refcount_cache.mark_dirty(off)
+    s.refcount_cache.flush()
     raw = struct.pack(f">{table_size}Q", *new_table)
     s.file_write(table_offset, raw)
     s.file_write(48, struct.pack(">QI", table_offset, table_clusters))
@@ -242,6 +246,8 @@ def update_refcount(s, offset: int, length: int, addend: int, decrease: bool,
             raise BlockError(errno.EINVAL)
         return
     cs = s.cluster_size
+    if decrease:
+        s.refcount_cache.set_dependency(s.l2_cache)
     start = offset & ~(cs - 1)
     last = (offset + length - 1) & ~(cs - 1)
     block_off = None
@@ -252,9 +258,7 @@ def update_refcount(s, offset: int, length: int, addend: int, decrease: bool,
             cluster_index = cluster_offset >> s.cluster_bits
             table_index = cluster_index >> s.refcount_block_bits
             if table_index != old_table_index:
-                if block_off is not None:
-                    s.refcount_cache.put_dirty(block_off)
-                    block_off = None
+                block_off = None
                 try:
                     block_off = alloc_refcount_block(s, cluster_index)
                 except Again:
@@ -276,9 +280,12 @@ def update_refcount(s, offset: int, length: int, addend: int, decrease: bool,
             if refcount == 0 and cluster_index < s.free_cluster_index:
                 s.free_cluster_index = cluster_index
             set_refcount_in_block(block, bi, s.refcount_order, refcount)
+            s.refcount_cache.mark_dirty(block_off)
             if refcount == 0:
-                if offset != block_off:
+                # QEMU looks the caches up by the request's offset, not the cluster's
+                if s.refcount_cache.is_cached(offset):
                     s.refcount_cache.discard(offset)
+                    old_table_index = -1
                 s.l2_cache.discard(offset)
                 if s.discard_passthrough[discard_type]:
                     _queue_discard(s, cluster_offset, cs)
@@ -286,8 +293,6 @@ def update_refcount(s, offset: int, length: int, addend: int, decrease: bool,
     except (BlockError, Again) as e:
         if not s.cache_discards:
             process_discards(s)
-        if block_off is not None:
-            s.refcount_cache.put_dirty(block_off)
         if cluster_offset > offset:
             try:
                 update_refcount(s, offset, cluster_offset - offset, addend, not decrease,
@@ -295,8 +300,6 @@ def update_refcount(s, offset: int, length: int, addend: int, decrease: bool,
             except (BlockError, Again):
                 pass
         raise e
-    if block_off is not None:
-        s.refcount_cache.put_dirty(block_off)
     if not s.cache_discards:
         process_discards(s)
 
@@ -329,7 +332,7 @@ def _discard_refcount_block(s, block_offset: int) -> None:
                                   f"{c_hex(block_offset)}, refcount {c_hex(refcount)}")
         raise BlockError(errno.EINVAL)
     set_refcount_in_block(block, bi, s.refcount_order, 0)
-    s.refcount_cache.put_dirty(covering)
+    s.refcount_cache.mark_dirty(covering)
     if cluster_index < s.free_cluster_index:
         s.free_cluster_index = cluster_index
     s.refcount_cache.discard(block_offset)

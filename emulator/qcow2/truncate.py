@@ -109,8 +109,13 @@ def truncate(s, offset: int, exact: bool, prealloc: str, flags: int) -> None:
         if zero_start > old_length:
             n = min(zero_start, offset) - old_length
             s.drv_pwritev(old_length, bytes(n), 0)
+    if prealloc != "off":
+        s.write_caches()
     s.size = offset
     s.file_write(24, struct.pack(">Q", offset))
+    # qcow2_update_options: the caches are flushed and made anew for the new size
+    s.write_caches()
+    s._create_caches()
 
 
 def _preallocate_data(s, old_length: int, offset: int, prealloc: str, flags: int) -> bool:

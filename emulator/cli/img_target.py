@@ -1,0 +1,48 @@
+"""Creating the output image of qemu-img convert/dd (bdrv_create with a format's options)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from emulator.report import error_report
+
+
+def target_opts(fmt: str, filename: str, unknown_format: str):
+    """A QemuOpts over ``fmt``'s and the file protocol's creation options.
+
+    None after QEMU's message; ``unknown_format`` is the caller's text for an
+    unknown format (convert names the format, dd does not).
+    """
+    from emulator.cli import create_opts
+    from emulator.cli.img_create import KNOWN_FORMATS, CreateError, _protocol_of
+    from emulator.cli.qemuopts import QemuOpts
+    if fmt not in KNOWN_FORMATS:
+        error_report(unknown_format)
+        return None
+    try:
+        proto = _protocol_of(filename)
+    except CreateError as e:
+        error_report(e.message)
+        return None
+    if fmt not in create_opts.FORMATS or proto != "file":
+        which = fmt if fmt not in create_opts.FORMATS else proto
+        error_report(f"Driver '{which}' is not modelled by qcowlab")
+        return None
+    return QemuOpts(create_opts.append(create_opts.FORMATS[fmt], create_opts.FILE))
+
+
+def create_image(fmt: str, filename: str, opts) -> Optional[str]:
+    """bdrv_create: make the image; the driver's error message, or None on success."""
+    from emulator.block.node import BlockError
+    values: dict = {}
+    for opt in opts.opts:
+        values.pop(opt.name, None)
+        values[opt.name] = opt.value
+    try:
+        if fmt == "qcow2":
+            from emulator.qcow2.create import create
+        else:
+            from emulator.block.raw import create
+        create(filename, values)
+    except BlockError as e:
+        return e.message
+    return None

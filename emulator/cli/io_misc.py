@@ -1,0 +1,315 @@
+"""qemu-io's other image commands: flush, truncate, length, info, alloc, map, open, reopen."""
+from __future__ import annotations
+
+import errno
+from typing import List, Optional
+
+from emulator.cli import blockopts
+from emulator.cli.getopt import Getopt
+from emulator.cli.io_cmds import (
+    OPEN, REOPEN, SECTOR, TRUNCATE, IoSession, SignalRaised, _errstr, usage,
+)
+from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
+from emulator.cli.qemuopts import OptsError, QemuOpts
+from emulator.report import error_report
+from emulator.units import cvtstr
+
+def _flush(s: IoSession, argv: List[str]) -> int:
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
+    s.poll()
+    try:
+        bio.flush(s.blk)
+    except BlockError as e:
+        return -e.errno
+    return 0
+
+
+def _aio_flush(s: IoSession, argv: List[str]) -> int:
+    s.poll()
+    return 0
+
+
+def _truncate(s: IoSession, argv: List[str]) -> int:
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
+    prealloc = "off"
+    g = Getopt(argv, "m:")
+    for c in g:
+        if c == "m":
+            if g.optarg not in blockopts.PREALLOC_MODES:
+                error_report(f"Invalid preallocation mode '{g.optarg}'")
+                return -errno.EINVAL
+            prealloc = g.optarg
+        else:
+            usage(TRUNCATE)
+            return -errno.EINVAL
+    argv = g.argv
+    if g.optind >= len(argv):
+        raise SignalRaised(11, flushed=False)  # QEMU 7.2 dereferences a NULL offset here
+    offset = cvtnum(argv[g.optind])
+    if offset < 0:
+        print_cvtnum_err(offset, argv[1])
+        return offset
+    s.poll()
+    try:
+        bio.truncate(s.blk, offset, exact=False, prealloc=prealloc)
+    except BlockError as e:
+        error_report(e.message)
+        return -e.errno
+    return 0
+
+
+def _length(s: IoSession, argv: List[str]) -> int:
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
+    try:
+        size = bio.getlength(s.blk)
+    except BlockError as e:
+        out(f"getlength: {_errstr(e.errno)}\n")
+        return -e.errno
+    out(cvtstr(size) + "\n")
+    return 0
+
+
+def _info(s: IoSession, argv: List[str]) -> int:
+    from emulator.cli.info import driver_info, specific_info
+    from emulator.cli.qobject import human_dump
+    node = s.blk
+    if node.format_name:
+        out(f"format name: {node.format_name}\n")
+    protocol = getattr(node, "protocol_name", "file" if node.format_name == "file" else None)
+    if protocol:
+        out(f"format name: {protocol}\n")
+    cluster_size, vm_state_offset = driver_info(node)
+    out(f"cluster size: {cvtstr(cluster_size)}\n")
+    out(f"vm state offset: {cvtstr(vm_state_offset)}\n")
+    spec = specific_info(node)
+    if spec is not None:
+        out("Format specific information:\n")
+        out(human_dump(spec["data"]))
+    return 0
+
+
+def _alloc(s: IoSession, argv: List[str]) -> int:
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
+    start = offset = cvtnum(argv[1])
+    if offset < 0:
+        print_cvtnum_err(offset, argv[1])
+        return offset
+    if len(argv) == 3:
+        count = cvtnum(argv[2])
+        if count < 0:
+            print_cvtnum_err(count, argv[2])
+            return count
+    else:
+        count = SECTOR
+    remaining = count
+    sum_alloc = 0
+    s.poll()
+    while remaining:
+        try:
+            allocated, num = bio.is_allocated(s.blk, offset, remaining)
+        except BlockError as e:
+            out(f"is_allocated failed: {_errstr(e.errno)}\n")
+            return -e.errno
+        offset += num
+        remaining -= num
+        if allocated:
+            sum_alloc += num
+        if num == 0:
+            count -= remaining
+            remaining = 0
+    out(f"{sum_alloc}/{count} bytes allocated at offset {cvtstr(start)}\n")
+    return 0
+
+
+def _map_is_allocated(node, offset: int, length: int):
+    from emulator.block import io as bio
+    first, num = bio.is_allocated(node, offset, length)
+    pnum = num
+    while length > 0:
+        offset += num
+        length -= num
+        allocated, num = bio.is_allocated(node, offset, length)
+        if allocated == first and num:
+            pnum += num
+        else:
+            break
+    return first, pnum
+
+
+def _map(s: IoSession, argv: List[str]) -> int:
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
+    try:
+        length = bio.getlength(s.blk)
+    except BlockError as e:
+        error_report(f"Failed to query image length: {_errstr(e.errno)}")
+        return -e.errno
+    offset = 0
+    s.poll()
+    while length:
+        try:
+            allocated, num = _map_is_allocated(s.blk, offset, length)
+        except BlockError as e:
+            error_report(f"Failed to get allocation status: {_errstr(e.errno)}")
+            return -e.errno
+        if not num:
+            error_report("Unexpected end of image")
+            return -errno.EIO
+        state = "    allocated" if allocated else "not allocated"
+        out(f"{cvtstr(num)} (0x{num:x}) bytes {state} at offset {cvtstr(offset)} (0x{offset:x})\n")
+        offset += num
+        length -= num
+    return 0
+
+
+# ---------------------------------------------------------------- session commands
+
+def _parse_opts_noisily(opts: QemuOpts, text: str) -> bool:
+    """qemu_opts_parse_noisily() on an accept-anything list."""
+    try:
+        opts.parse(text, warn_on_flag=True)
+    except OptsError as e:
+        error_report(e.message)
+        if e.hint:
+            err(e.hint)
+        return False
+    return True
+
+
+def _open(s: IoSession, argv: List[str]) -> int:
+    read_only = snapshot = False
+    force_share = False
+    unmap = True
+    opts = QemuOpts()
+    g = Getopt(argv, "snCro:ki:t:d:U")
+    for c in g:
+        if c in ("n", "C", "k"):
+            pass
+        elif c == "s":
+            snapshot = True
+        elif c == "r":
+            read_only = True
+        elif c == "t":
+            if g.optarg not in blockopts.CACHE_MODES:
+                error_report(f"Invalid cache option: {g.optarg}")
+                return -errno.EINVAL
+        elif c == "d":
+            if g.optarg not in blockopts.DISCARD_MODES:
+                error_report(f"Invalid discard option: {g.optarg}")
+                return -errno.EINVAL
+            unmap = g.optarg in ("on", "unmap")
+        elif c == "i":
+            if g.optarg not in blockopts.AIO_MODES:
+                error_report(f"Invalid aio option: {g.optarg}")
+                return -errno.EINVAL
+        elif c == "o":
+            if s.image_opts:
+                out("--image-opts and 'open -o' are mutually exclusive\n")
+                return -errno.EINVAL
+            if not _parse_opts_noisily(opts, g.optarg):
+                return -errno.EINVAL
+        elif c == "U":
+            force_share = True
+        else:
+            usage(OPEN)
+            return -errno.EINVAL
+    argv = g.argv
+    optind = g.optind
+    if s.image_opts and optind == len(argv) - 1:
+        if not _parse_opts_noisily(opts, argv[optind]):
+            return -errno.EINVAL
+        optind += 1
+    dict_opts = opts.to_dict() if opts.opts else None
+    if optind == len(argv) - 1:
+        ret = s.openfile(argv[optind], read_only, force_share, dict_opts, unmap, snapshot)
+    elif optind == len(argv):
+        ret = s.openfile(None, read_only, force_share, dict_opts, unmap, snapshot)
+    else:
+        usage(OPEN)
+        return -errno.EINVAL
+    return -errno.EINVAL if ret else 0
+
+
+_REOPEN_BOOLS = ("read-only", "cache.direct", "cache.no-flush")
+
+
+def _reopen(s: IoSession, argv: List[str]) -> int:
+    """reopen [-r|-w] [-c cache] [-o options]: only the read-only state is modelled."""
+    from emulator.cli.qemuopts import parse_bool
+    rw: Optional[bool] = None
+    cache_given = False
+    opts = QemuOpts()
+    g = Getopt(argv, "c:o:rw")
+    for c in g:
+        if c == "c":
+            if g.optarg not in blockopts.CACHE_MODES:
+                error_report(f"Invalid cache option: {g.optarg}")
+                return -errno.EINVAL
+            cache_given = True
+        elif c == "o":
+            if not _parse_opts_noisily(opts, g.optarg):
+                return -errno.EINVAL
+        elif c in ("r", "w"):
+            if rw is not None:
+                error_report("Only one -r/-w option may be given")
+                return -errno.EINVAL
+            rw = c == "w"
+        else:
+            usage(REOPEN)
+            return -errno.EINVAL
+    if g.optind != len(g.argv):
+        usage(REOPEN)
+        return -errno.EINVAL
+    values = opts.to_dict()
+    read_only = s.blk.read_only if rw is None else not rw
+    if "read-only" in values and rw is not None:
+        error_report("Cannot set both -r/-w and 'read-only'")
+        return -errno.EINVAL
+    if ("cache.direct" in values or "cache.no-flush" in values) and cache_given:
+        error_report("Cannot set both -c and the cache options")
+        return -errno.EINVAL
+    try:
+        parsed = {k: parse_bool(k, v) for k, v in values.items() if k in _REOPEN_BOOLS}
+    except OptsError as e:
+        error_report(e.message)
+        return -errno.EINVAL
+    for key in values:
+        if key not in _REOPEN_BOOLS:
+            error_report(f"Cannot change the option '{key}'")
+            return -errno.EINVAL
+    read_only = parsed.get("read-only", read_only)
+    return _set_read_only(s.blk, read_only)
+
+
+def _set_read_only(node, read_only: bool) -> int:
+    """bdrv_reopen of the read-only flag: flush and mark clean, or reopen the file writable."""
+    import os
+
+    from emulator.block import io as bio
+    from emulator.block.node import BlockError
+    if read_only == node.read_only:
+        return 0
+    file = node.file if node.file is not None else node
+    try:
+        if read_only:
+            bio.flush(node)
+            mark_clean = getattr(node, "mark_clean", None)
+            if mark_clean is not None:
+                mark_clean()
+        elif getattr(file, "fd", None) is not None:
+            try:
+                fd = os.open(file.filename, os.O_RDWR)
+            except OSError as e:
+                raise BlockError(e.errno, f"Could not reopen file: {os.strerror(e.errno)}")
+            os.close(file.fd)
+            file.fd = fd
+    except BlockError as e:
+        error_report(e.message)
+        return -errno.EINVAL
+    node.read_only = read_only
+    file.read_only = read_only
+    return 0
