@@ -84,7 +84,7 @@ def assert_same_output(ours: str, qemu: str) -> None:
         raise AssertionError("output differs:\n" + diff)
 
 
-def _files(d: Path) -> Dict[str, bytes]:
+def tree_files(d: Path) -> Dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
@@ -102,7 +102,7 @@ def differential(tmp_path: Path, setup: Callable[[Path], None], tool: str,
     p_out, p_rc = run_ours(tool, args, p)
     assert_same_output(p_out, q_out)
     assert p_rc == q_rc, f"exit status {p_rc}, QEMU {q_rc}"
-    assert _files(p) == _files(q)
+    assert tree_files(p) == tree_files(q)
     return q_out
 
 

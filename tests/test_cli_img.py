@@ -43,7 +43,9 @@ CREATE = [
     "-f qcow2 -o extended_l2=on,cluster_size=16k,preallocation=metadata e.qcow2 64M",
     "-f qcow2 -o extended_l2=on,cluster_size=4k e.qcow2 64M", "-f qcow2 1.5k.qcow2 1.5k",
     "-f qcow2 -o refcount_bits=1,lazy_refcounts=on,compat=0.10 x.qcow2 1G",
-    "-f qcow2 x.qcow2 0x10k", "-f qcow2 x.qcow2 1.5", "-x", "-o",
+    "-f qcow2 x.qcow2 0x10k", "-f qcow2 x.qcow2 1.5", "-x", "-o", "-f qcow2 file:x.qcow2 1M",
+    "-f raw file:x.raw 1M", "-f qcow2 -b file:a.raw -F raw x.qcow2",
+    "-f qcow2 -b nope:a.raw -F raw x.qcow2", "-f file x.file 1M",
 ]
 
 
@@ -58,7 +60,10 @@ INFO = [
     "v2.qcow2", "--output=json v2.qcow2", "-U --image-opts driver=raw,file.filename=a.raw",
     "--image-opts a.raw", "--image-opts driver=qcow2", "--image-opts file.filename=a.raw",
     "--image-opts filename=a.raw,foo=bar", "--output=xml a.raw", "", "nonexist",
-    "a.raw ov.qcow2", "--out=json a.raw", "--o=json a.raw", "--output", "-f",
+    "a.raw ov.qcow2", "--out=json a.raw", "--o=json a.raw", "--output", "-f", "file:a.raw",
+    "nope:a.raw", 'json:{"driver":"qcow2","file":{"driver":"file","filename":"ov.qcow2"}}',
+    'json:{"file":{"driver":"file","filename":"ov.qcow2"},"backing":null}', "json:[1]",
+    "-f file a.raw", "--output=json -f file a.raw",
 ]
 
 
@@ -165,3 +170,17 @@ RESIZE = [
 @pytest.mark.parametrize("args", RESIZE)
 def test_resize(tmp_path, args):
     differential(tmp_path, MAP_SETUP, "img", ["resize"] + args.split())
+
+
+def _trace_setup(d: Path) -> None:
+    BASIC(d)
+    (d / "ev.txt").write_text("foo\ndma_blk_io\n# comment\n\n-bar\nqcow2*\n")
+
+
+TRACE = ["help", "?", "x", "dma_blk_io", "-dma_blk_io", "enable=x", "events=ev.txt",
+         "events=nonexist", "foo=bar", "x,file=trace.log", "ab?"]
+
+
+@pytest.mark.parametrize("arg", TRACE)
+def test_trace_option(tmp_path, arg):
+    differential(tmp_path, _trace_setup, "img", ["-T", arg, "info", "a.raw"])

@@ -98,6 +98,34 @@ def test_backing_chain(tmp_path, args):
     differential(tmp_path, CHAIN, "io", args)
 
 
+@pytest.mark.parametrize("args", [
+    ["-c", "write 0 4k", "-c", "write -P 3 64k 64k", "-c", "sigraise 9", "z.qcow2"],
+    ["-t", "writeback", "-c", "write 0 4k", "-c", "write -f 64k 4k", "-c", "abort", "z.qcow2"],
+    ["-c", "write -z 0 4k", "-c", "write -c 64k 64k", "-c", "aio_write 128k 4k", "-c",
+     "aio_flush", "-c", "sigraise 6", "z.qcow2"],
+    ["-c", "open -n z.qcow2", "-c", "write 0 4k", "-c", "reopen -c writethrough", "-c",
+     "write 64k 4k", "-c", "abort"],
+])
+def test_death_leaves_the_image_as_qemu(tmp_path, args):
+    """Killed mid-session: output and image as QEMU's (writethrough flushes metadata)."""
+    from tests.cli_support import tree_files, assert_same_output, run_qemu
+    q, p = tmp_path / "q", tmp_path / "p"
+    for d in (q, p):
+        d.mkdir()
+        QCOW2(d)
+    q_out, q_rc = run_qemu("io", args, q)
+    p_out, p_rc = run_ours("io", args, p)
+    assert_same_output(p_out, q_out)
+    assert p_rc == 128 - q_rc
+    assert tree_files(p) == tree_files(q)
+
+
+@pytest.mark.parametrize("sig", [0, 7, 10, 13, 14, 17, 18, 23, 28, 29, 32, 33, 65])
+def test_signals_qemu_io_survives(tmp_path, sig):
+    differential(tmp_path, RAW, "io", ["-f", "raw", "-c", f"sigraise {sig}", "-c", "read 0 1",
+                                       "a.raw"])
+
+
 @pytest.mark.parametrize("args", [["-f", "raw", "-c", "sigraise 15", "a.raw"],
                                   ["-f", "raw", "-c", "sleep x", "-c", "abort", "a.raw"],
                                   ["-f", "raw", "-c", "sleep x", "-c", "truncate -m off", "a.raw"]])

@@ -1,8 +1,9 @@
 """Corrupt qcow2 inputs: the emulator fails exactly as QEMU 7.2 does.
 
 Each named corruption (tools/difftest/corrupt.py) is applied to an image made
-by real QEMU; ``qemu-img check``, ``qemu-img info`` and ``qemu-io -c 'read 0
-64k'`` then run on a fresh copy each, on QEMU and on the emulator.  Exit
+by real QEMU; ``qemu-img check``, ``qemu-img info``, ``qemu-io -c 'read 0
+64k'`` (and, separately, a 64k write and ``qemu-img check -r all``) then run
+on a fresh copy each, on QEMU and on the emulator.  Exit
 codes, output and the image file afterwards must be identical, and the
 emulator must never raise.  QCOWLAB_DIFF_SUT=qemu compares QEMU with itself.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.difftest.corrupt import BASES, NAMED, compare_corrupt, make_base
+from tools.difftest.corrupt import BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt, make_base
 from tools.difftest.runners import InProcessRunner, qemu_runner, scripts_runner
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest")) / f"corrupt-{os.getpid()}"
@@ -34,10 +35,19 @@ def bases() -> dict[str, bytes]:
     return {name: make_base(name, SCRATCH / "base" / name) for name in BASES}
 
 
-@pytest.mark.parametrize("name", sorted(NAMED))
-def test_corrupt_input_behaves_like_qemu(name: str, bases: dict[str, bytes]) -> None:
+def _check(name: str, bases: dict[str, bytes], probes: list) -> None:
     base, mutate = NAMED[name]
     data = bytearray(bases[base])
     mutate(data)
-    hard, soft = compare_corrupt(bytes(data), REF, SUT, SCRATCH / name)
+    hard, soft = compare_corrupt(bytes(data), REF, SUT, SCRATCH / name, probes)
     assert not hard and not soft, "\n".join(hard + soft)
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_corrupt_input_behaves_like_qemu(name: str, bases: dict[str, bytes]) -> None:
+    _check(name, bases, PROBES)
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_corrupt_input_write_and_repair_like_qemu(name: str, bases: dict[str, bytes]) -> None:
+    _check(name, bases, WRITE_PROBES)

@@ -8,7 +8,9 @@ emulator-written qcow2 image clean.  Knobs (environment):
 - QCOWLAB_DIFF_SEEDS=A:B  seeds of the random sequences (default 0:200)
 - QCOWLAB_DIFF_SUT=inproc|scripts|qemu  system under test (``qemu`` compares
   QEMU with itself, which validates the filters and the generator)
-- QCOWLAB_DIFF_HYPOTHESIS=N  examples of the shrinking hypothesis test (default 20)
+- QCOWLAB_DIFF_HYPOTHESIS=N  examples of the hypothesis test (default 20)
+- QCOWLAB_DIFF_SHRINK=1  let hypothesis shrink a divergence (minutes: every
+  shrink step runs QEMU and the emulator), off by default to bound CI time
 
 A failure prints the seed and the whole command sequence (a shell script to
 replay in an empty directory); ``python -m tools.difftest --seeds S:S+1
@@ -32,6 +34,7 @@ SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest"))
 _lo, _hi = (int(x) for x in os.environ.get("QCOWLAB_DIFF_SEEDS", "0:200").split(":"))
 SEEDS = range(_lo, _hi)
 HYPOTHESIS_EXAMPLES = int(os.environ.get("QCOWLAB_DIFF_HYPOTHESIS", "20"))
+HYPOTHESIS_SHRINK = os.environ.get("QCOWLAB_DIFF_SHRINK") == "1"
 
 
 def _sut():
@@ -67,13 +70,16 @@ def test_handmade_sequence(seq: Sequence) -> None:
 
 
 def test_hypothesis_shrinks_divergences() -> None:
-    """Hypothesis drives the same generator; a divergence shrinks to a short sequence."""
+    """Hypothesis drives the same generator; with QCOWLAB_DIFF_SHRINK=1 a divergence
+    shrinks to a short sequence."""
     pytest.importorskip("hypothesis")
-    from hypothesis import HealthCheck, given, note, settings
+    from hypothesis import HealthCheck, Phase, given, note, settings
     from hypothesis import strategies as st
 
+    phases = list(Phase) if HYPOTHESIS_SHRINK else [Phase.explicit, Phase.generate]
+
     @settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, derandomize=True,
-              database=None, suppress_health_check=list(HealthCheck))
+              database=None, suppress_health_check=list(HealthCheck), phases=phases)
     @given(st.data())
     def run(data) -> None:
         seq = random_sequence(HypothesisChooser(data), "hypothesis")

@@ -159,3 +159,29 @@ def test_write_onto_metadata_is_prevented(tmp_path, target):
     assert [f"write failed: {e}" for e in errors] == \
         [line for line in qemu.stdout.splitlines() if line.startswith("write failed")]
     assert same_image(str(img), str(tmp_path / "q.qcow2"))
+
+
+def test_bitmaps_without_autoclear_bit_are_dropped(tmp_path):
+    """A bitmaps extension whose autoclear bit an old program cleared: QEMU's
+    warning, and the extension is dropped from the header on a read-write open."""
+    img = tmp_path / "b.qcow2"
+    subprocess.run("qemu-img create -f qcow2 b.qcow2 1M && qemu-img bitmap --add b.qcow2 b0",
+                   shell=True, check=True, capture_output=True, cwd=tmp_path)
+    data = bytearray(img.read_bytes())
+    struct.pack_into(">Q", data, 88, struct.unpack_from(">Q", data, 88)[0] & ~1)
+    img.write_bytes(data)
+    shutil.copy(img, tmp_path / "q.qcow2")
+    qemu = subprocess.run(["qemu-io", "-c", "write -q -P 1 0 4k", "q.qcow2"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    from emulator import report
+    old_err, old_prog = sys.stderr, report.prog_name
+    sys.stderr, report.prog_name = pyio.StringIO(), "qemu-io"
+    try:
+        node = open_image(str(img), "qcow2", unmap=True)
+        io.pwrite(node, 0, b"\1" * 4096)
+        close_image(node)
+        printed = sys.stderr.getvalue()
+    finally:
+        sys.stderr, report.prog_name = old_err, old_prog
+    assert printed == qemu.stderr
+    assert same_image(str(img), str(tmp_path / "q.qcow2"))

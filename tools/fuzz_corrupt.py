@@ -8,7 +8,8 @@ exit code, the first error line, the image file afterwards (no write where
 QEMU does not write) and the absence of Python tracebacks.  Other output
 differences are counted as "soft".
 
-    python -m tools.fuzz_corrupt [--seeds 0:300] [--no-named] [--sut inproc|scripts|qemu] [-v]
+    python -m tools.fuzz_corrupt [--seeds 0:300] [--no-named] [--writes]
+                                 [--sut fork|inproc|scripts|qemu|io-only] [-v]
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import sys
 from pathlib import Path
 
 from tools.difftest.__main__ import make_sut
-from tools.difftest.corrupt import BASES, NAMED, compare_corrupt, layout, make_base, random_mutation
+from tools.difftest.corrupt import (BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt, layout,
+                                    make_base, random_mutation)
 from tools.difftest.runners import qemu_runner
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest")) / f"fuzz-{os.getpid()}"
@@ -29,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.fuzz_corrupt")
     ap.add_argument("--seeds", default="0:300", help="A:B range of random-mutation seeds")
     ap.add_argument("--no-named", action="store_true", help="skip the named corruptions")
-    ap.add_argument("--sut", default="inproc", choices=["inproc", "scripts", "qemu", "io-only"])
+    ap.add_argument("--sut", default="fork", choices=["inproc", "fork", "scripts", "qemu", "io-only"])
+    ap.add_argument("--writes", action="store_true",
+                    help="also probe 'qemu-io -c \'write -P 0x77 0 64k\'' and 'qemu-img check -r all'")
     ap.add_argument("-v", "--verbose", action="store_true", help="also print soft differences")
     args = ap.parse_args(argv)
     ref, sut = qemu_runner(), make_sut(args.sut)
@@ -48,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         lay = layout(bases[base])
         what = "; ".join(random_mutation(rng, data, lay) for _ in range(rng.choice([1, 1, 2])))
         cases.append((f"seed {seed} [{base}] {what}", bytes(data)))
+    probes = PROBES + (WRITE_PROBES if args.writes else [])
     n_hard = n_soft = 0
     for label, data in cases:
-        hard, soft = compare_corrupt(data, ref, sut, SCRATCH / "run")
+        hard, soft = compare_corrupt(data, ref, sut, SCRATCH / "run", probes)
         n_hard += bool(hard)
         n_soft += bool(soft)
         if hard or (soft and args.verbose):
             print(f"== {label}", *hard, *(soft if args.verbose else []), sep="\n", flush=True)
-    print(f"{len(cases)} corrupt images x 3 commands: {len(cases) - n_hard} matching, "
+    print(f"{len(cases)} corrupt images x {len(probes)} commands: {len(cases) - n_hard} matching, "
           f"{n_hard} hard divergences, {n_soft} with other output differences")
     return 1 if n_hard else 0
 

@@ -69,11 +69,15 @@ def _reject_unknown(options: dict, driver: str) -> None:
                          f"Block format '{driver}' does not support the option '{key}'")
 
 
-def _common_options(options: dict, unmap: bool) -> tuple[bool, str]:
-    """bdrv_open_common's 'discard' and 'detect-zeroes': (BDRV_O_UNMAP, detect_zeroes).
+def _common_options(options: dict, unmap: bool, read_only: bool,
+                    force_share: bool) -> tuple[bool, str]:
+    """bdrv_open_common's checks of 'force-share', 'discard' and 'detect-zeroes'.
 
-    The effective 'discard' stays in ``options`` for the driver to see.
+    Returns (BDRV_O_UNMAP, detect_zeroes); the effective 'discard' stays in
+    ``options`` for the driver to see.
     """
+    if force_share and not read_only:
+        raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
     value = options.setdefault("discard", "unmap" if unmap else "ignore")
     if value in ("unmap", "on"):
         unmap = True
@@ -105,20 +109,27 @@ def open_image(filename: str, fmt: Optional[str] = None, *, read_only: bool = Fa
 
     ``unmap`` is QEMU's BDRV_O_UNMAP (qemu-io always sets it; qemu-img only for
     commit and sparse convert); ``options['discard']`` overrides it.
+    ``force_share`` (or ``options['force-share']``) shares all permissions,
+    so image locks held by other users do not conflict.
     """
-    node = _open_node(filename, fmt, read_only=read_only, options=dict(options or {}),
-                      no_backing=no_backing, unmap=unmap)
+    options = dict(options or {})
+    share = options.pop("force-share", None)
+    force_share = force_share or share in (True, "on")
+    node = _open_node(filename, fmt, read_only=read_only, options=options,
+                      no_backing=no_backing, unmap=unmap, force_share=force_share)
     node.blk = BlockBackend(node)
     return node
 
 
-def _open_file(filename: str, read_only: bool, options: dict) -> BlockNode:
+def _open_file(filename: str, read_only: bool, options: dict,
+               force_share: bool) -> BlockNode:
     """The protocol node; children default to discard=unmap (bdrv_inherited_options)."""
     from emulator.block.file import FileNode
     options.pop("filename", None)
     file = FileNode(filename, read_only)
     try:
-        file.unmap, file.detect_zeroes = _common_options(options, True)
+        file.unmap, file.detect_zeroes = _common_options(options, True, read_only, force_share)
+        file.use_lock = options.get("locking", "auto") != "off"
         _reject_unknown(options, "file")
         io.refresh_total_sectors(file)
     except BlockError:
@@ -127,21 +138,52 @@ def _open_file(filename: str, read_only: bool, options: dict) -> BlockNode:
     return file
 
 
+def _lock(file: BlockNode, held: int, unshared: int, read_only: bool,
+          force_share: bool) -> None:
+    """Take the image locks for a user of ``file`` (write permissions only if writable)."""
+    from emulator.block import locking
+    if read_only:
+        held &= ~(locking.PERM_WRITE | locking.PERM_RESIZE)
+    locking.apply(file, held, 0 if force_share else unshared)
+
+
+def _reopens_chain_member(path: str, chain: list[BlockNode]) -> bool:
+    """True if ``path`` is a file already opened further up this backing chain."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    for member in chain:
+        other = os.fstat(member.fd)
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
+
+
 def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: dict,
-               no_backing: bool, unmap: bool) -> BlockNode:
+               no_backing: bool, unmap: bool, force_share: bool = False,
+               chain: Optional[list[BlockNode]] = None) -> BlockNode:
+    from emulator.block.locking import PERM_CONSISTENT_READ as CR, PERM_RESIZE as RS, \
+        PERM_WRITE as W
     if fmt is not None and fmt not in FORMATS and fmt != "file":
         raise BlockError(errno.EINVAL, f"Unknown driver '{fmt}'")
     if fmt == "file":
-        file = _open_file(filename, read_only, options)
+        file = _open_file(filename, read_only, options, force_share)
+        try:
+            _lock(file, CR | W, 0, read_only, force_share)
+        except BlockError:
+            file.drv_close()
+            raise
         file.probed = False
         return file
     file_opts = {k[5:]: options.pop(k) for k in list(options) if k.startswith("file.")}
-    file = _open_file(filename, read_only, file_opts)
+    file = _open_file(filename, read_only, file_opts, force_share)
     probed = fmt is None
+    node: Optional[BlockNode] = None
     try:
         if probed:
             fmt = probe_format(file, filename)
-        flags = _common_options(options, unmap)
+        flags = _common_options(options, unmap, read_only, force_share)
         if fmt == "qcow":
             from emulator.block.qcow1 import open_error
             raise open_error(file)
@@ -150,7 +192,10 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
             if probed and not read_only:
                 sys.stderr.write(_RAW_PROBE_WARNING.format(filename))
                 sys.stderr.flush()
-            node: BlockNode = RawNode(file, options, read_only, probed)
+            node = RawNode(file, options, read_only, probed)
+            # a raw node with offset/size is a data user of its file, not a filter
+            window = RS if node.offset or node.has_size else 0
+            _lock(file, CR | W | window, window, read_only, force_share)
         else:
             from emulator.qcow2.driver import Qcow2
 
@@ -159,18 +204,29 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
                     return None
                 path = backing_full_path(filename, backing_file)
                 try:
+                    if _reopens_chain_member(path, chain):
+                        # QEMU recurses here until it runs out of memory
+                        raise BlockError(errno.ELOOP, f"Backing file chain of '{path}' "
+                                                      "loops back onto itself")
                     return _open_node(path, backing_fmt, read_only=True, options={},
-                                      no_backing=False, unmap=True)
+                                      no_backing=False, unmap=True, force_share=force_share,
+                                      chain=chain + [file])
                 except BlockError as e:
-                    raise BlockError(e.errno, "Could not open backing file: " + e.message) from None
+                    raise BlockError(e.errno, "Could not open backing file: " + e.message,
+                                     e.hint) from None
 
+            chain = (chain or [])
+            _lock(file, CR | W | RS, W | RS, read_only, force_share)
             node = Qcow2.open(file, options, read_only, open_backing)
         node.unmap, node.detect_zeroes = flags
         node.probed = probed
         _reject_unknown(options, fmt)
         io.refresh_total_sectors(node)
     except BaseException:
-        file.drv_close()
+        if node is not None:
+            close_image(node)
+        else:
+            file.drv_close()
         raise
     return node
 

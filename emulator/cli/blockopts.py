@@ -8,5 +8,5 @@ PREALLOC_MODES = ("off", "metadata", "falloc", "full")
 
 
 def cache_writethrough(mode: str) -> bool:
-    """Whether a (valid) cache mode turns the write cache off."""
+    """Whether a valid cache mode leaves the BlockBackend's write cache off."""
     return mode in ("directsync", "writethrough")

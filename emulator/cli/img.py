@@ -24,9 +24,11 @@ COMMANDS = {
     "convert": "emulator.cli.img_convert",
     "rebase": "emulator.cli.img_rebase",
     "dd": "emulator.cli.img_dd",
+    "commit": "emulator.cli.img_commit",
+    "bench": "emulator.cli.img_bench",
 }
 #: subcommands QEMU has that qcowlab does not model
-UNMODELLED = ("amend", "bench", "bitmap", "commit", "snapshot")
+UNMODELLED = ("amend", "bitmap", "snapshot")
 
 
 def main(argv: List[str]) -> int:
@@ -43,7 +45,10 @@ def main(argv: List[str]) -> int:
             except ImgExit as e:
                 return e.code
             except Exception as e:  # never show a traceback to a user
-                report.error_report(f"internal error: {type(e).__name__}: {e}")
+                try:
+                    report.error_report(f"internal error: {type(e).__name__}: {e}")
+                except OSError:
+                    pass
                 return 1
     finally:
         report.prog_name = saved_prog
@@ -51,7 +56,6 @@ def main(argv: List[str]) -> int:
 
 def _run(argv: List[str]) -> int:
     from emulator.cli.img_common import error_exit, img_getopt
-    from emulator.cli.texts import COPYRIGHT, VERSION
     from emulator.report import error_report
     if not argv:
         error_exit("Not enough arguments")
@@ -59,6 +63,7 @@ def _run(argv: List[str]) -> int:
                    [("help", 0, "h"), ("version", 0, "V"), ("trace", 1, "T")])
     for c in g:
         if c == "V":
+            from emulator.cli.texts import COPYRIGHT, VERSION
             sys.stdout.write(f"{PROG} version {VERSION}\n{COPYRIGHT}")
             return 0
         if c == "T":
@@ -80,6 +85,18 @@ def _run(argv: List[str]) -> int:
     return 1
 
 
+def _quiet_stdout_at_exit() -> None:
+    """Point fd 1 at /dev/null if stdout broke, so the interpreter's exit flush is silent."""
+    import os
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def console_main() -> None:
     """Entry point of the qcowlab-img console script."""
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    _quiet_stdout_at_exit()
+    sys.exit(code)

@@ -123,7 +123,7 @@ def img_convert(argv: List[str]) -> int:
             error_report("Option help requires a format be specified")
             return 1
         from emulator.cli.create_help import print_help
-        return 1 if print_help(out_filename, a.out_fmt) else 0
+        return print_help(out_filename, a.out_fmt)
     if src_num < 1:
         error_report("Must specify image file name")
         return 1

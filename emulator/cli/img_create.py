@@ -161,10 +161,13 @@ def _probe_backing(filename: str, backing_file: str, backing_fmt: Optional[str],
                    opts: QemuOpts) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
-    from emulator.block.open import backing_full_path, close_image, open_image
-    full = backing_full_path(filename, backing_file)
+    from emulator.block.open import backing_full_path, close_image
+    from emulator.cli.imgopen import open_options
+    has_protocol = ":" in backing_file.split("/", 1)[0]
+    full = backing_file if has_protocol else backing_full_path(filename, backing_file)
+    options = {"driver": backing_fmt} if backing_fmt is not None else {}
     try:
-        node = open_image(full, backing_fmt, read_only=True, force_share=True)
+        node = open_options(full, options, True, True)
     except BlockError as e:
         raise CreateError(e.message, "Could not open backing image.\n") from None
     try:
@@ -194,7 +197,7 @@ def _create(fmt: str, filename: str, opts: QemuOpts) -> None:
             from emulator.qcow2.create import create
         else:
             from emulator.block.raw import create
-        create(filename, values)
+        create(filename[5:] if filename.startswith("file:") else filename, values)
     except BlockError as e:
         if e.errno == errno.EFBIG:
             hint = " (try using a larger cluster size)" if opts.get_size("cluster_size", 0) else ""

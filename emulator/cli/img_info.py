@@ -6,7 +6,7 @@ import sys
 from typing import List, Optional
 
 from emulator.cli.img_common import error_exit, img_getopt, output_format
-from emulator.cli.imgopen import close, img_open
+from emulator.cli.imgopen import close, img_open, strip_file_protocol
 from emulator.report import error_report
 from emulator.units import size_to_str
 
@@ -96,7 +96,8 @@ def collect(image_opts: bool, filename: str, fmt: Optional[str], chain: bool,
         if node is None:
             return None
         try:
-            display = node.filename if image_opts or name.startswith("json:") else name
+            display = node.filename if image_opts or name.startswith("json:") \
+                else strip_file_protocol(name)
             info = query_image_info(node, display)
         finally:
             close(node)

@@ -61,6 +61,33 @@ def json_filename_options(name: str) -> dict:
     return out
 
 
+#: protocol prefixes QEMU 7.2 recognises in a filename ("nbd:...", "blkdebug:...")
+QEMU_PROTOCOLS = frozenset((
+    "file host_device host_cdrom nbd nbd+tcp nbd+unix nbd+vsock http https ftp ftps ssh "
+    "iscsi iser gluster gluster+tcp gluster+unix gluster+rdma nfs rbd null-co null-aio nvme "
+    "blkdebug blkverify vvfat json").split())
+
+
+def strip_file_protocol(name: Optional[str]) -> Optional[str]:
+    """The path of a filename: a "file:" prefix names the file protocol explicitly.
+
+    Other protocol prefixes raise BlockError: unknown ones with QEMU's text,
+    the ones QEMU knows because qcowlab does not model them.
+    """
+    from emulator.block.node import BlockError
+    if name is None:
+        return None
+    stop = min([i for i in (name.find(c) for c in ":/\\") if i >= 0], default=-1)
+    if stop < 0 or name[stop] != ":":
+        return name
+    prefix = name[:stop]
+    if prefix == "file":
+        return name[5:]
+    if prefix not in QEMU_PROTOCOLS:
+        raise BlockError(errno.EINVAL, f"Unknown protocol '{prefix}'")
+    raise BlockError(errno.ENOTSUP, f"Protocol '{prefix}' is not modelled by qcowlab")
+
+
 def open_options(name: Optional[str], options: dict, read_only: bool, force_share: bool,
                  no_backing: bool = False, unmap: bool = False):
     """blk_new_open(name, options): the root node; raises BlockError with QEMU's text."""
@@ -80,7 +107,7 @@ def open_options(name: Optional[str], options: dict, read_only: bool, force_shar
     share = str(opts.pop("force-share", "off")) in ("on", "True", "true")
     if (share or force_share) and not read_only:
         raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
-    filename = name
+    filename = strip_file_protocol(name)
     if filename is None:
         if "file" in opts:
             ref = opts["file"]

@@ -39,7 +39,10 @@ def main(argv: List[str]) -> int:
             try:
                 return _run(argv)
             except Exception as e:  # never show a traceback to a user
-                report.error_report(f"internal error: {type(e).__name__}: {e}")
+                try:
+                    report.error_report(f"internal error: {type(e).__name__}: {e}")
+                except OSError:
+                    pass
                 return 1
     finally:
         report.prog_name = saved_prog
@@ -56,12 +59,18 @@ def _run(argv: List[str]) -> int:
     fmt: Optional[str] = None
     force_share = False
     image_opts = False
-    misalign = snapshot = False
+    snapshot = False
+    writethrough = True
     commands: List[str] = []
     g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
     for c in g:
-        if c in ("n", "C", "k", "object"):
+        if c in ("k", "m", "object"):  # no effect on the model's results
             pass
+        elif c == "n":
+            writethrough = False
+        elif c == "C":
+            error_report("copy-on-read (-C) is not modelled by qcowlab")
+            return 1
         elif c == "s":
             snapshot = True
         elif c == "T":
@@ -80,8 +89,6 @@ def _run(argv: List[str]) -> int:
             commands.append(g.optarg)
         elif c == "r":
             read_only = True
-        elif c == "m":
-            misalign = True
         elif c == "i":
             if g.optarg not in blockopts.AIO_MODES:
                 error_report(f"Invalid aio option: {g.optarg}")
@@ -90,6 +97,7 @@ def _run(argv: List[str]) -> int:
             if g.optarg not in blockopts.CACHE_MODES:
                 error_report(f"Invalid cache option: {g.optarg}")
                 return 1
+            writethrough = blockopts.cache_writethrough(g.optarg)
         elif c == "V":
             from emulator.cli.texts import COPYRIGHT, VERSION
             sys.stdout.write(f"{PROG} version {VERSION}\n{COPYRIGHT}")
@@ -112,7 +120,7 @@ def _run(argv: List[str]) -> int:
         error_report("--image-opts and -f are mutually exclusive")
         return 1
 
-    session = IoSession(image_opts=image_opts, misalign=misalign)
+    session = IoSession(image_opts=image_opts)
     try:
         if args:
             if image_opts:
@@ -126,16 +134,18 @@ def _run(argv: List[str]) -> int:
                         sys.stderr.write(e.hint)
                     return 1
                 if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap,
-                                    snapshot):
+                                    snapshot, writethrough):
                     return 1
             else:
                 opts = {"driver": fmt} if fmt is not None else None
-                if session.openfile(args[0], read_only, force_share, opts, unmap, snapshot):
+                if session.openfile(args[0], read_only, force_share, opts, unmap, snapshot,
+                                    writethrough):
                     return 1
         ret = _command_loop(session, commands)
     except SignalRaised as e:
         if not e.flushed:
             sys.stdout.discard()
+        session.abandon()
         return 128 + e.signum
     session.close()
     return 1 if ret < 0 else 0
@@ -166,13 +176,26 @@ def _command_loop(session, commands: List[str]) -> int:
     return last_error
 
 
+def _quiet_stdout_at_exit() -> None:
+    """Point fd 1 at /dev/null if stdout broke, so the interpreter's exit flush is silent."""
+    import os
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def console_main() -> None:
     """Entry point of the qcowlab-io console script."""
     code = main(sys.argv[1:])
-    if code > 128:
+    _quiet_stdout_at_exit()
+    if code > 128:  # die by the signal, as QEMU did
         import os
         import signal
-        sys.stdout.flush()
-        signal.signal(code - 128, signal.SIG_DFL)
+        try:
+            signal.signal(code - 128, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL/SIGSTOP cannot be handled anyway
+            pass
         os.kill(os.getpid(), code - 128)
     sys.exit(code)

@@ -9,7 +9,7 @@ import errno
 import os
 import sys
 import time
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
 from emulator.report import error_report
@@ -21,6 +21,10 @@ BDRV_REQ_NO_FALLBACK = 0x100
 
 SECTOR = 512
 NSIG = 65
+#: signals qemu-io 7.2 lives through when it raises them: 0 and 65 (no signal),
+#: handled (SIGBUS, SIGALRM, SIGIO), blocked (SIGUSR1), ignored (SIGPIPE, the
+#: default-ignored ones, glibc's 32/33); the stop signals 19-22 would suspend it
+SURVIVED_SIGNALS = frozenset((0, 7, 10, 13, 14, 17, 18, 19, 20, 21, 22, 23, 28, 29, 32, 33, 65))
 
 
 class SignalRaised(Exception):
@@ -58,31 +62,52 @@ class Cmd:
         return self.func
 
 
-def _errstr(e: int) -> str:
+def errstr(e: int) -> str:
     return os.strerror(e)
 
 
-def _now() -> int:
+def now_ns() -> int:
     return time.monotonic_ns()
 
 
-def _elapsed(t1: int) -> int:
-    return max(_now() - t1, 1)
+def elapsed_ns(t1: int) -> int:
+    return max(now_ns() - t1, 1)
 
 
 class IoSession:
     """State of one qemu-io process: the open image and the quit flag."""
 
-    def __init__(self, image_opts: bool = False, misalign: bool = False) -> None:
+    def __init__(self, image_opts: bool = False) -> None:
         self.blk = None
         self.image_opts = image_opts
-        self.misalign = misalign
+        #: the BlockBackend's write cache is off (qemu-io's default cache mode)
+        self.writethrough = True
         self.quit = False
-        self.pending: List[str] = []
+        self.pending: List[Tuple[bool, str]] = []
+
+    # -- writes through the BlockBackend ----------------------------------
+    def write(self, offset: int, data: bytes, flags: int) -> None:
+        """blk_pwrite: a write cache that is off turns the request into FUA, and the
+        drivers emulate FUA by flushing the node once the request is done."""
+        from emulator.block import io as bio
+        bio.pwrite(self.blk, offset, data, flags)
+        if self.writethrough or flags & BDRV_REQ_FUA:
+            bio.flush(self.blk)
+
+    def write_zeroes(self, offset: int, length: int, flags: int) -> None:
+        """blk_pwrite_zeroes, with the same FUA emulation as :meth:`write`."""
+        from emulator.block import io as bio
+        bio.pwrite_zeroes(self.blk, offset, length, flags)
+        if self.writethrough or flags & BDRV_REQ_FUA:
+            bio.flush(self.blk)
 
     # -- asynchronous requests --------------------------------------------
     def defer(self, fn: Callable[[], int]) -> None:
-        """Run an aio request now; its completion output appears at the next poll."""
+        """Run an aio request now; its completion output appears at the next poll.
+
+        A request that fails completes from a bottom half in QEMU, ahead of
+        requests still waiting for their I/O, so failures are printed first.
+        """
         import io
         saved = sys.stdout
         buf = io.StringIO()
@@ -91,17 +116,19 @@ class IoSession:
             fn()
         finally:
             sys.stdout = saved
-        self.pending.append(buf.getvalue())
+        text = buf.getvalue()
+        self.pending.append((text.startswith(("readv failed:", "aio_write failed:")), text))
 
     def poll(self) -> None:
         """An event-loop iteration: print the completions of earlier aio requests."""
         pending, self.pending = self.pending, []
-        for text in pending:
+        for failed, text in sorted(pending, key=lambda p: not p[0]):
             out(text)
 
     # -- opening ---------------------------------------------------------
     def openfile(self, name: Optional[str], read_only: bool, force_share: bool,
-                 opts: Optional[dict], unmap: bool = True, snapshot: bool = False) -> int:
+                 opts: Optional[dict], unmap: bool = True, snapshot: bool = False,
+                 writethrough: bool = True) -> int:
         """qemu-io's openfile(): 0 on success, 1 after reporting the error."""
         from emulator.block.node import BlockError
         from emulator.cli.imgopen import open_options, open_temp_snapshot
@@ -123,7 +150,17 @@ class IoSession:
             where = f" device {name}" if name is not None else ""
             error_report(f"can't open{where}: {e.message}")
             return 1
+        self.writethrough = writethrough
         return 0
+
+    def abandon(self) -> None:
+        """Process death: release the host files without flushing or closing drivers."""
+        node, self.blk = self.blk, None
+        while node is not None:
+            file = node.file if node.file is not None else node
+            if getattr(file, "fd", None) is not None:
+                file.drv_close()
+            node = node.backing
 
     def close(self) -> None:
         from emulator.block.open import close_image
@@ -196,6 +233,8 @@ def _sigraise(s: IoSession, argv: List[str]) -> int:
         out(f"signal argument '{argv[1]}' is too large to be a valid signal\n")
         return -errno.EINVAL
     sys.stdout.flush()
+    if sig in SURVIVED_SIGNALS:
+        return 0
     raise SignalRaised(sig, flushed=True)
 
 
@@ -204,17 +243,17 @@ def _abort(s: IoSession, argv: List[str]) -> int:
 
 
 def _break(s: IoSession, argv: List[str]) -> int:
-    out(f"Could not set breakpoint: {_errstr(errno.ENOTSUP)}\n")
+    out(f"Could not set breakpoint: {errstr(errno.ENOTSUP)}\n")
     return -errno.ENOTSUP
 
 
 def _remove_break(s: IoSession, argv: List[str]) -> int:
-    out(f"Could not remove breakpoint {argv[1]}: {_errstr(errno.ENOTSUP)}\n")
+    out(f"Could not remove breakpoint {argv[1]}: {errstr(errno.ENOTSUP)}\n")
     return -errno.ENOTSUP
 
 
 def _resume(s: IoSession, argv: List[str]) -> int:
-    out(f"Could not resume request: {_errstr(errno.ENOTSUP)}\n")
+    out(f"Could not resume request: {errstr(errno.ENOTSUP)}\n")
     return -errno.ENOTSUP
 
 

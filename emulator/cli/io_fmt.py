@@ -85,12 +85,14 @@ def print_report(op: str, ns: int, offset: int, count: int, total: int, cnt: int
                                   _c_float("%.3f", _tdiv(float(cnt), ns))))
 
 
+_PRINTABLE = bytes(b if bytes([b]).isalnum() else 0x2E for b in range(256))
+
+
 def dump_buffer(buf: bytes, offset: int) -> None:
-    """read -v: 16 bytes a line, hex then printable characters."""
+    """read -v: 16 bytes a line, hex then the alphanumeric characters ('.' for others)."""
     lines = []
     for i in range(0, len(buf), 16):
         chunk = buf[i:i + 16]
-        hexpart = "".join("%02x " % b for b in chunk)
-        text = "".join(chr(b) if bytes([b]).isalnum() else "." for b in chunk)
-        lines.append("%08x:  %s %s\n" % (offset + i, hexpart, text))
+        lines.append("%08x:  %s  %s\n" % (offset + i, chunk.hex(" "),
+                                            chunk.translate(_PRINTABLE).decode("ascii")))
     out("".join(lines))

@@ -7,12 +7,13 @@ from typing import List, Optional
 from emulator.cli import blockopts
 from emulator.cli.getopt import Getopt
 from emulator.cli.io_cmds import (
-    OPEN, REOPEN, SECTOR, TRUNCATE, IoSession, SignalRaised, _errstr, usage,
+    OPEN, REOPEN, SECTOR, TRUNCATE, IoSession, SignalRaised, errstr, usage,
 )
 from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
 from emulator.cli.qemuopts import OptsError, QemuOpts
 from emulator.report import error_report
 from emulator.units import cvtstr
+
 
 def _flush(s: IoSession, argv: List[str]) -> int:
     from emulator.block import io as bio
@@ -66,7 +67,7 @@ def _length(s: IoSession, argv: List[str]) -> int:
     try:
         size = bio.getlength(s.blk)
     except BlockError as e:
-        out(f"getlength: {_errstr(e.errno)}\n")
+        out(f"getlength: {errstr(e.errno)}\n")
         return -e.errno
     out(cvtstr(size) + "\n")
     return 0
@@ -112,7 +113,7 @@ def _alloc(s: IoSession, argv: List[str]) -> int:
         try:
             allocated, num = bio.is_allocated(s.blk, offset, remaining)
         except BlockError as e:
-            out(f"is_allocated failed: {_errstr(e.errno)}\n")
+            out(f"is_allocated failed: {errstr(e.errno)}\n")
             return -e.errno
         offset += num
         remaining -= num
@@ -146,7 +147,7 @@ def _map(s: IoSession, argv: List[str]) -> int:
     try:
         length = bio.getlength(s.blk)
     except BlockError as e:
-        error_report(f"Failed to query image length: {_errstr(e.errno)}")
+        error_report(f"Failed to query image length: {errstr(e.errno)}")
         return -e.errno
     offset = 0
     s.poll()
@@ -154,7 +155,7 @@ def _map(s: IoSession, argv: List[str]) -> int:
         try:
             allocated, num = _map_is_allocated(s.blk, offset, length)
         except BlockError as e:
-            error_report(f"Failed to get allocation status: {_errstr(e.errno)}")
+            error_report(f"Failed to get allocation status: {errstr(e.errno)}")
             return -e.errno
         if not num:
             error_report("Unexpected end of image")
@@ -182,13 +183,19 @@ def _parse_opts_noisily(opts: QemuOpts, text: str) -> bool:
 
 def _open(s: IoSession, argv: List[str]) -> int:
     read_only = snapshot = False
+    writethrough = True
     force_share = False
     unmap = True
     opts = QemuOpts()
     g = Getopt(argv, "snCro:ki:t:d:U")
     for c in g:
-        if c in ("n", "C", "k"):
+        if c == "k":
             pass
+        elif c == "n":
+            writethrough = False
+        elif c == "C":
+            error_report("copy-on-read (-C) is not modelled by qcowlab")
+            return -errno.EINVAL
         elif c == "s":
             snapshot = True
         elif c == "r":
@@ -197,6 +204,7 @@ def _open(s: IoSession, argv: List[str]) -> int:
             if g.optarg not in blockopts.CACHE_MODES:
                 error_report(f"Invalid cache option: {g.optarg}")
                 return -errno.EINVAL
+            writethrough = blockopts.cache_writethrough(g.optarg)
         elif c == "d":
             if g.optarg not in blockopts.DISCARD_MODES:
                 error_report(f"Invalid discard option: {g.optarg}")
@@ -225,9 +233,11 @@ def _open(s: IoSession, argv: List[str]) -> int:
         optind += 1
     dict_opts = opts.to_dict() if opts.opts else None
     if optind == len(argv) - 1:
-        ret = s.openfile(argv[optind], read_only, force_share, dict_opts, unmap, snapshot)
+        ret = s.openfile(argv[optind], read_only, force_share, dict_opts, unmap, snapshot,
+                         writethrough)
     elif optind == len(argv):
-        ret = s.openfile(None, read_only, force_share, dict_opts, unmap, snapshot)
+        ret = s.openfile(None, read_only, force_share, dict_opts, unmap, snapshot,
+                         writethrough)
     else:
         usage(OPEN)
         return -errno.EINVAL
@@ -242,6 +252,7 @@ def _reopen(s: IoSession, argv: List[str]) -> int:
     from emulator.cli.qemuopts import parse_bool
     rw: Optional[bool] = None
     cache_given = False
+    writethrough = s.writethrough
     opts = QemuOpts()
     g = Getopt(argv, "c:o:rw")
     for c in g:
@@ -250,6 +261,7 @@ def _reopen(s: IoSession, argv: List[str]) -> int:
                 error_report(f"Invalid cache option: {g.optarg}")
                 return -errno.EINVAL
             cache_given = True
+            writethrough = blockopts.cache_writethrough(g.optarg)
         elif c == "o":
             if not _parse_opts_noisily(opts, g.optarg):
                 return -errno.EINVAL
@@ -282,7 +294,10 @@ def _reopen(s: IoSession, argv: List[str]) -> int:
             error_report(f"Cannot change the option '{key}'")
             return -errno.EINVAL
     read_only = parsed.get("read-only", read_only)
-    return _set_read_only(s.blk, read_only)
+    ret = _set_read_only(s.blk, read_only)
+    if ret == 0:
+        s.writethrough = writethrough
+    return ret
 
 
 def _set_read_only(node, read_only: bool) -> int:

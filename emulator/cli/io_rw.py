@@ -8,7 +8,7 @@ from typing import List, Optional
 from emulator.cli.getopt import Getopt
 from emulator.cli.io_cmds import (
     AIO_READ, AIO_WRITE, BDRV_REQ_FUA, BDRV_REQ_MAY_UNMAP, BDRV_REQ_NO_FALLBACK, DISCARD,
-    READ, READV, SECTOR, WRITE, WRITEV, Cmd, IoSession, _elapsed, _errstr, _now, usage,
+    READ, READV, SECTOR, WRITE, WRITEV, Cmd, IoSession, elapsed_ns, errstr, now_ns, usage,
 )
 from emulator.cli.io_fmt import (
     INT_MAX, REQUEST_MAX_BYTES, cvtnum, dump_buffer, err, out, parse_pattern,
@@ -85,7 +85,7 @@ def _read(s: IoSession, argv: List[str]) -> int:
             out(f"{count} is not a sector-aligned value for 'count'\n")
             return -errno.EINVAL
     s.poll()
-    t1 = _now()
+    t1 = now_ns()
     try:
         if bflag:
             buf = _vmstate(s, "load", offset, count)
@@ -94,9 +94,9 @@ def _read(s: IoSession, argv: List[str]) -> int:
         else:
             buf = bio.pread(s.blk, offset, count)
     except BlockError as e:
-        out(f"read failed: {_errstr(e.errno)}\n")
+        out(f"read failed: {errstr(e.errno)}\n")
         return -e.errno
-    ns = _elapsed(t1)
+    ns = elapsed_ns(t1)
     ret = 0
     if pflag and buf[pat_off:pat_off + pat_count] != bytes([pattern]) * pat_count:
         out(f"Pattern verification failed at offset {offset + pat_off}, {pat_count} bytes\n")
@@ -192,13 +192,13 @@ def _finish_readv(s: IoSession, offset: int, size: int, pflag: bool, pattern: in
                   qflag: bool, vflag: bool, cflag: bool, aio: bool) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
-    t1 = _now()
+    t1 = now_ns()
     try:
         buf = bio.pread(s.blk, offset, size)
     except BlockError as e:
-        out(f"readv failed: {_errstr(e.errno)}\n")
+        out(f"readv failed: {errstr(e.errno)}\n")
         return 0 if aio else -e.errno
-    ns = _elapsed(t1)
+    ns = elapsed_ns(t1)
     ret = 0
     if pflag and buf != bytes([pattern]) * size:
         out(f"Pattern verification failed at offset {offset}, {size} bytes\n")
@@ -312,14 +312,14 @@ def _write(s: IoSession, argv: List[str]) -> int:
         else:
             data = bytes([pattern]) * count
     s.poll()
-    t1 = _now()
+    t1 = now_ns()
     try:
         if bflag:
             if count > INT_MAX:
                 raise BlockError(errno.ERANGE)
             _vmstate(s, "save", offset, count, data)
         elif zflag:
-            bio.pwrite_zeroes(s.blk, offset, count, flags)
+            s.write_zeroes(offset, count, flags)
         elif compressed:
             if count > REQUEST_MAX_BYTES:
                 raise BlockError(errno.ERANGE)
@@ -327,18 +327,17 @@ def _write(s: IoSession, argv: List[str]) -> int:
         else:
             if count > INT_MAX:
                 raise BlockError(errno.ERANGE)
-            bio.pwrite(s.blk, offset, data, flags)
+            s.write(offset, data, flags)
     except BlockError as e:
-        out(f"write failed: {_errstr(e.errno)}\n")
+        out(f"write failed: {errstr(e.errno)}\n")
         return -e.errno
-    ns = _elapsed(t1)
+    ns = elapsed_ns(t1)
     if not qflag:
         print_report("wrote", ns, offset, count, count, 1, cflag)
     return 0
 
 
 def _writev(s: IoSession, argv: List[str]) -> int:
-    from emulator.block import io as bio
     from emulator.block.node import BlockError
     cflag = qflag = False
     flags = 0
@@ -371,13 +370,13 @@ def _writev(s: IoSession, argv: List[str]) -> int:
         return -errno.EINVAL
     size = sum(sizes)
     s.poll()
-    t1 = _now()
+    t1 = now_ns()
     try:
-        bio.pwrite(s.blk, offset, bytes([pattern]) * size, flags)
+        s.write(offset, bytes([pattern]) * size, flags)
     except BlockError as e:
-        out(f"writev failed: {_errstr(e.errno)}\n")
+        out(f"writev failed: {errstr(e.errno)}\n")
         return -e.errno
-    ns = _elapsed(t1)
+    ns = elapsed_ns(t1)
     if not qflag:
         print_report("wrote", ns, offset, size, size, 1, cflag)
     return 0
@@ -442,18 +441,17 @@ def _aio_write(s: IoSession, argv: List[str]) -> int:
 
 def _finish_aio_write(s: IoSession, offset: int, count: int, zflag: bool, pattern: int,
                       flags: int, qflag: bool, cflag: bool) -> int:
-    from emulator.block import io as bio
     from emulator.block.node import BlockError
-    t1 = _now()
+    t1 = now_ns()
     try:
         if zflag:
-            bio.pwrite_zeroes(s.blk, offset, count, flags)
+            s.write_zeroes(offset, count, flags)
         else:
-            bio.pwrite(s.blk, offset, bytes([pattern]) * count, flags)
+            s.write(offset, bytes([pattern]) * count, flags)
     except BlockError as e:
-        out(f"aio_write failed: {_errstr(e.errno)}\n")
+        out(f"aio_write failed: {errstr(e.errno)}\n")
         return 0
-    ns = _elapsed(t1)
+    ns = elapsed_ns(t1)
     if not qflag:
         print_report("wrote", ns, offset, count, count, 1, cflag)
     return 0
@@ -490,13 +488,13 @@ def _discard(s: IoSession, argv: List[str]) -> int:
         out(f"length cannot exceed {REQUEST_MAX_BYTES}, given {argv[g.optind + 1]}\n")
         return -errno.EINVAL
     s.poll()
-    t1 = _now()
+    t1 = now_ns()
     try:
         bio.pdiscard(s.blk, offset, count)
     except BlockError as e:
-        out(f"discard failed: {_errstr(e.errno)}\n")
+        out(f"discard failed: {errstr(e.errno)}\n")
         return -e.errno
-    ns = _elapsed(t1)
+    ns = elapsed_ns(t1)
     if not qflag:
         print_report("discard", ns, offset, count, count, 1, cflag)
     return 0

@@ -25,6 +25,7 @@ class CStdout:
         except (AttributeError, ValueError):
             self._line = False
         self._pending = bytearray()
+        self.broken = False
 
     def write(self, text: str) -> int:
         self._pending += text.encode("utf-8", "surrogateescape")
@@ -39,8 +40,13 @@ class CStdout:
     def _emit(self, cut: int) -> None:
         chunk = bytes(self._pending[:cut])
         del self._pending[:cut]
-        self._target.write(chunk.decode("utf-8", "surrogateescape"))
-        self._target.flush()
+        if self.broken:
+            return
+        try:
+            self._target.write(chunk.decode("utf-8", "surrogateescape"))
+            self._target.flush()
+        except OSError:  # e.g. EPIPE: QEMU ignores SIGPIPE and failed writes
+            self.broken = True
 
     def flush(self) -> None:
         """fflush(stdout)."""

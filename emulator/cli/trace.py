@@ -1,8 +1,9 @@
-"""-T/--trace option parsing (trace/control.c); qcowlab has no trace events.
+"""-T/--trace option parsing (trace/control.c).
 
-Debian's QEMU 7.2 names no event a user can enable from these tools, so a
-plain event name draws "does not exist", a '*' pattern silently matches
-nothing, and an events file is read line by line with its location prefix.
+Event names are checked against the list Debian's QEMU 7.2 has ("help"
+prints it and exits): an unknown plain name draws "does not exist", known
+names and '*' patterns are accepted silently (qcowlab emits no trace output),
+and an events file is read line by line with its location prefix.
 """
 from __future__ import annotations
 
@@ -20,10 +21,16 @@ def _warn(prog: str, where: str, name: str) -> None:
     sys.stderr.flush()
 
 
-def _enable(prog: str, where: str, line: str) -> None:
+def _enable(prog: str, where: str, line: str) -> Optional[int]:
+    """One event name or pattern; returns 0 after "help" (QEMU exits), else None."""
+    from emulator.cli.trace_events import EVENTS
+    if line in ("help", "?"):
+        sys.stdout.write("".join(name + "\n" for name in EVENTS))
+        return 0
     name = line[1:] if line.startswith("-") else line
-    if "*" not in name:
+    if "*" not in name and name not in EVENTS:
         _warn(prog, where, name)
+    return None
 
 
 def trace_opt_parse(prog: str, arg: str) -> Optional[int]:
@@ -36,8 +43,8 @@ def trace_opt_parse(prog: str, arg: str) -> Optional[int]:
         sys.stderr.flush()
         return 1
     enable = opts.get("enable")
-    if enable is not None:
-        _enable(prog, "", enable)
+    if enable is not None and _enable(prog, "", enable) is not None:
+        return 0
     events = opts.get("events")
     if events is not None:
         try:
@@ -50,8 +57,9 @@ def trace_opt_parse(prog: str, arg: str) -> Optional[int]:
         for number, raw in enumerate(_fgets_lines(lines), 1):
             if len(raw) > 1:
                 text = raw[:-1].decode("utf-8", "surrogateescape")
-                if not text.startswith("#"):
-                    _enable(prog, f":{events}:{number}", text)
+                if not text.startswith("#") and \
+                        _enable(prog, f":{events}:{number}", text) is not None:
+                    return 0
     return None
 
 

@@ -429,14 +429,16 @@ def _discard_in_l2_slice(s, offset: int, nb_clusters: int, dtype: int, full: boo
 def cluster_discard(s, offset: int, nbytes: int, dtype: int, full: bool) -> None:
     nb = -(-nbytes // s.cluster_size)
     s.cache_discards = True
+    ok = False
     try:
         while nb > 0:
             cleared = _discard_in_l2_slice(s, offset, nb, dtype, full)
             nb -= cleared
             offset += cleared * s.cluster_size
+        ok = True
     finally:
         s.cache_discards = False
-        process_discards(s)
+        process_discards(s, ok)
 
 
 def _zero_in_l2_slice(s, offset: int, nb_clusters: int, flags: int) -> int:
@@ -493,6 +495,7 @@ def subcluster_zeroize(s, offset: int, nbytes: int, flags: int) -> None:
     end -= tail
     s.cache_discards = True
     sub = s.subcluster_size
+    ok = False
     try:
         if head:
             _zero_l2_subclusters(s, offset - head, -(-head // sub))
@@ -503,9 +506,10 @@ def subcluster_zeroize(s, offset: int, nbytes: int, flags: int) -> None:
             offset += cleared * cs
         if tail:
             _zero_l2_subclusters(s, end, -(-tail // sub))
+        ok = True
     finally:
         s.cache_discards = False
-        process_discards(s)
+        process_discards(s, ok)
 
 
 def alloc_compressed_cluster_offset(s, offset: int, size: int) -> int:

@@ -241,7 +241,8 @@ class Qcow2(BlockNode):
             table = read_snapshots(self, False)
             self.snapshots, self.snapshots_size = table.snapshots, table.size
         self.header = h
-        update = bool(self.autoclear_features & ~hdr.AUTOCLEAR_MASK) and not self.read_only
+        update = (self.need_update_header or bool(self.autoclear_features & ~hdr.AUTOCLEAR_MASK)) \
+            and not self.read_only
         if update:
             self.autoclear_features &= hdr.AUTOCLEAR_MASK
             self.update_header()
@@ -299,6 +300,9 @@ class Qcow2(BlockNode):
         self.image_backing_format = None
         self.unknown_extensions: list[tuple[int, bytes]] = []
         self.bitmaps_extension: Optional[bytes] = None
+        self.nb_bitmaps = 0
+        self.bitmap_directory_offset = self.bitmap_directory_size = 0
+        self.need_update_header = False
         self.image_data_file = None
         try:
             exts = ext.read_extensions(area, start, end)
@@ -316,12 +320,50 @@ class Qcow2(BlockNode):
             elif magic == ext.EXT_CRYPTO_HEADER:
                 self._crypto_header(payload)
             elif magic == ext.EXT_BITMAPS:
-                self.bitmaps_extension = payload
+                self._bitmaps_extension(payload)
             elif magic == ext.EXT_DATA_FILE:
                 self.image_data_file = payload.decode("utf-8", "surrogateescape")
             else:
                 # QEMU keeps unknown extensions in a list it prepends to
                 self.unknown_extensions.insert(0, (magic, payload))
+
+    def _bitmaps_extension(self, payload: bytes) -> None:
+        """The bitmaps extension, validated as qcow2_read_extensions does; without the
+        autoclear bit it is dropped (with QEMU's warning) on the next header update."""
+        from emulator.report import warn_report
+        if len(payload) != 24:
+            raise BlockError(errno.EINVAL, "bitmaps_ext: Invalid extension length")
+        if not self.autoclear_features & hdr.AUTOCLEAR_BITMAPS:
+            if self.qcow_version < 3:
+                warn_report("This qcow2 v2 image contains bitmaps, but they may have been "
+                            "modified by a program without persistent bitmap support; so now "
+                            "they must all be considered inconsistent")
+            else:
+                warn_report("a program lacking bitmap support modified this file, so all "
+                            "bitmaps are now considered inconsistent")
+            err = sys.stderr
+            err.write("Some clusters may be leaked, run 'qemu-img check -r' on the image "
+                      "file to fix.")
+            err.flush()
+            self.need_update_header = True
+            return
+        nb, reserved, size, offset = struct.unpack(">IIQQ", payload)
+        if reserved:
+            raise BlockError(errno.EINVAL, "bitmaps_ext: Reserved field is not zero")
+        if nb > 65535:
+            raise BlockError(errno.EINVAL, f"bitmaps_ext: Image has {nb} bitmaps, exceeding "
+                                           f"the QEMU supported maximum of 65535")
+        if nb == 0:
+            raise BlockError(errno.EINVAL, "found bitmaps extension with zero bitmaps")
+        if offset & (self.cluster_size - 1):
+            raise BlockError(errno.EINVAL, "bitmaps_ext: invalid bitmap directory offset")
+        if size > 1024 * 65535:
+            raise BlockError(errno.EINVAL, f"bitmaps_ext: bitmap directory size ({size}) "
+                                           f"exceeds the maximum supported size ({1024 * 65535})")
+        self.nb_bitmaps = nb
+        self.bitmap_directory_offset = offset
+        self.bitmap_directory_size = size
+        self.bitmaps_extension = payload
 
     def _crypto_header(self, payload: bytes) -> None:
         """The LUKS header pointer extension, checked as qcow2_read_extensions does."""

@@ -9,7 +9,7 @@ API summary (``s`` is an open :class:`emulator.qcow2.driver.Qcow2`):
 - ``load_refcount_table(s)``, ``get_refcount(s, cluster_index)``,
   ``update_refcount(s, offset, length, addend, decrease, discard_type)``,
   ``refcount_area(s, start, additional, exact, new_index, new_offset)``,
-  ``get_last_cluster(s, size)``, ``process_discards(s)``.
+  ``get_last_cluster(s, size)``, ``process_discards(s, ok)``.
 Discard types: DISCARD_NEVER/ALWAYS/REQUEST/SNAPSHOT/OTHER.
 """
 from __future__ import annotations
@@ -227,10 +227,13 @@ def _queue_discard(s, offset: int, length: int) -> None:
         d[1] += p[1]
 
 
-def process_discards(s) -> None:
-    """Pass queued discards of freed clusters down to the file."""
+def process_discards(s, ok: bool = True) -> None:
+    """Pass queued discards of freed clusters down to the file (dropped when the
+    operation that queued them failed, as QEMU does)."""
     from emulator.block import io
     pending, s.discards = s.discards, []
+    if not ok:
+        return
     for off, length in pending:
         try:
             io.pdiscard(s.file, off, length)
@@ -292,7 +295,7 @@ def update_refcount(s, offset: int, length: int, addend: int, decrease: bool,
             cluster_offset += cs
     except (BlockError, Again) as e:
         if not s.cache_discards:
-            process_discards(s)
+            process_discards(s, False)
         if cluster_offset > offset:
             try:
                 update_refcount(s, offset, cluster_offset - offset, addend, not decrease,
@@ -359,3 +362,124 @@ def shrink_reftable(s) -> None:
             s.refcount_table[i] = 0
     if not s.cache_discards:
         process_discards(s)
+
+
+def _walk_over_reftable(s, new: dict, new_block, block_entries: int, new_order: int,
+                        operation) -> None:
+    """Feed every refcount of the image, re-packed for ``new_order``, to ``operation``
+    one new refcount block at a time (walk_over_reftable). ``new_block`` (None in
+    the sizing passes) is handed over zeroed for each new refcount block."""
+    new_bits = 1 << new_order
+    index = 0
+    empty = True
+    for table_index in range(s.refcount_table_size):
+        off = s.refcount_table[table_index] & REFT_OFFSET_MASK
+        if off and off & (s.cluster_size - 1):
+            s.signal_corruption(True, f"Refblock offset {c_hex(off)} unaligned "
+                                      f"(reftable index: {c_hex(table_index)})")
+            raise BlockError(errno.EIO, "Image is corrupt (unaligned refblock offset)")
+        block = s.refcount_cache.get(off) if off else None
+        done = 0
+        while done < s.refcount_block_size:
+            if index >= block_entries:
+                operation(new, new_block, empty)
+                new["index"] += 1
+                index = 0
+                empty = True
+                if new_block is not None:
+                    new_block[:] = bytes(len(new_block))
+            take = min(s.refcount_block_size - done, block_entries - index)
+            if block is not None:
+                for k in range(take):
+                    refcount = get_refcount_in_block(block, done + k, s.refcount_order)
+                    if not refcount:
+                        continue
+                    if new_bits < 64 and refcount >> new_bits:
+                        offset = ((table_index << s.refcount_block_bits) + done + k) \
+                            << s.cluster_bits
+                        raise BlockError(errno.EINVAL, f"Cannot decrease refcount entry width "
+                                                       f"to {new_bits} bits: Cluster at offset "
+                                                       f"{c_hex(offset)} has a refcount of "
+                                                       f"{refcount}")
+                    empty = False
+                    if new_block is not None:
+                        set_refcount_in_block(new_block, index + k, new_order, refcount)
+            index += take
+            done += take
+    if index > 0:
+        operation(new, new_block, empty)
+        new["index"] += 1
+
+
+def change_refcount_order(s, order: int) -> None:
+    """qcow2_change_refcount_order: rewrite all refcounts with 2^order bits."""
+    from emulator.qcow2.allocator import alloc_clusters, free_clusters
+    from emulator.qcow2.overlap import pre_write_overlap_check
+    cs = s.cluster_size
+    block_entries = 1 << (s.cluster_bits - (order - 3))
+    new = {"table": [], "index": 0, "allocated": False}
+
+    def alloc_refblock(state, _block, empty):
+        i = state["index"]
+        table = state["table"]
+        if not empty and i >= len(table):
+            size = -(-(i + 1) // (cs // 8)) * (cs // 8)
+            if size > 8 * 1024 * 1024 // 8:
+                raise BlockError(errno.ENOTSUP, "This operation would make the refcount table "
+                                                "grow beyond the maximum size supported by "
+                                                "QEMU, aborting")
+            table.extend([0] * (size - len(table)))
+        if not empty and not table[i]:
+            table[i] = alloc_clusters(s, cs)
+            state["allocated"] = True
+
+    def flush_refblock(state, block, empty):
+        i = state["index"]
+        table = state["table"]
+        if i < len(table) and table[i]:
+            pre_write_overlap_check(s, 0, table[i], cs)
+            s.file_write(table[i], bytes(block))
+
+    table_offset = 0
+    allocated_size = 0
+    try:
+        while True:
+            new["allocated"] = False
+            _walk_over_reftable(s, new, None, block_entries, order, alloc_refblock)
+            new["index"] = 0
+            if not new["allocated"]:
+                break
+            if table_offset:
+                free_clusters(s, table_offset, allocated_size * 8, DISCARD_NEVER)
+            table_offset = alloc_clusters(s, len(new["table"]) * 8)
+            allocated_size = len(new["table"])
+        _walk_over_reftable(s, new, bytearray(cs), block_entries, order, flush_refblock)
+        table = new["table"]
+        pre_write_overlap_check(s, 0, table_offset, len(table) * 8)
+        s.file_write(table_offset, struct.pack(f">{len(table)}Q", *table))
+        s.refcount_cache.flush()
+    except BlockError:
+        for off in new["table"]:
+            if off & REFT_OFFSET_MASK:
+                free_clusters(s, off & REFT_OFFSET_MASK, cs, DISCARD_OTHER)
+        if table_offset > 0:
+            free_clusters(s, table_offset, len(new["table"]) * 8, DISCARD_OTHER)
+        raise
+    old_table, old_size, old_offset = s.refcount_table, s.refcount_table_size, \
+        s.refcount_table_offset
+    s.refcount_order = order
+    s.refcount_table_size = len(table)
+    s.refcount_table_offset = table_offset
+    s.update_header()
+    s.refcount_table = table
+    update_max_refcount_table_index(s)
+    s.refcount_bits = 1 << order
+    s.refcount_max = (1 << s.refcount_bits) - 1
+    s.refcount_block_bits = s.cluster_bits - (order - 3)
+    s.refcount_block_size = 1 << s.refcount_block_bits
+    s.refcount_cache.clear()
+    for off in old_table[:old_size]:
+        if off & REFT_OFFSET_MASK:
+            free_clusters(s, off & REFT_OFFSET_MASK, cs, DISCARD_OTHER)
+    if old_offset > 0:
+        free_clusters(s, old_offset, old_size * 8, DISCARD_OTHER)

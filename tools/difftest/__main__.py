@@ -15,7 +15,7 @@ from .choices import RandomChooser
 from .compare import differential
 from .generate import random_sequence
 from .handmade import HANDMADE
-from .runners import InProcessRunner, SplitRunner, qemu_runner, scripts_runner
+from .runners import ForkRunner, InProcessRunner, SplitRunner, qemu_runner, scripts_runner
 from .sequence import parse_script
 from .shrink import shrink
 
@@ -29,6 +29,8 @@ def make_sut(kind: str):
         r = qemu_runner()
         r.name = "qemu-self"
         return r
+    if kind == "fork":
+        return ForkRunner()
     if kind == "io-only":
         return SplitRunner(qemu_runner(), InProcessRunner(("io",)), "qemu-img+qcowlab-io")
     return scripts_runner() if kind == "scripts" else InProcessRunner()
@@ -37,7 +39,7 @@ def make_sut(kind: str):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.difftest")
     ap.add_argument("--seeds", default="0:50", help="A:B range of seeds")
-    ap.add_argument("--sut", default="inproc", choices=["inproc", "scripts", "qemu", "io-only"])
+    ap.add_argument("--sut", default="inproc", choices=["inproc", "fork", "scripts", "qemu", "io-only"])
     ap.add_argument("--script", type=Path, help="run the qemu-img/qemu-io lines of a file")
     ap.add_argument("--handmade", action="store_true", help="run the hand-made sequences")
     ap.add_argument("--shrink", action="store_true", help="shrink each diverging sequence")

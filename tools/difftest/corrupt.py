@@ -5,6 +5,7 @@ copy, and each probe command runs on its own fresh copy on both sides.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import struct
@@ -12,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .compare import data_extents
 from .filters import filter_output
 from .runners import Result, Runner, qemu_runner
 from .sequence import img_step, io_step
 
 IMG = "img.qcow2"
 PROBES = [("img", ["check", IMG]), ("img", ["info", IMG]), ("io", ["-c", "read 0 64k", IMG])]
+#: further probes: the write path and repair, where writes must match QEMU's exactly
+WRITE_PROBES = [("io", ["-c", "write -P 0x77 0 64k", IMG]), ("img", ["check", "-r", "all", IMG])]
 OFFSET_MASK = 0x00FFFFFFFFFFFE00
 
 #: base images: name -> (create options, qemu-io commands writing some data)
@@ -184,7 +188,23 @@ def random_mutation(rng: random.Random, data: bytearray, lay: Layout) -> str:
 @dataclass
 class ProbeResult:
     result: Result
-    after: bytes
+    after: tuple[int, str]
+
+
+def digest(path: Path) -> tuple[int, str]:
+    """(size, hash of the data extents) of a possibly huge sparse file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for start, stop in data_extents(path):
+            f.seek(start)
+            h.update(start.to_bytes(8, "little"))
+            while start < stop:
+                chunk = f.read(min(1 << 20, stop - start))
+                if not chunk:
+                    break
+                h.update(chunk)
+                start += len(chunk)
+    return path.stat().st_size, h.hexdigest()
 
 
 def probe(runner: Runner, data: bytes, tool: str, argv: list[str], workdir: Path) -> ProbeResult:
@@ -196,14 +216,15 @@ def probe(runner: Runner, data: bytes, tool: str, argv: list[str], workdir: Path
     r = runner.run(tool, argv, workdir)
     d = (str(workdir.resolve()),)
     r = Result(r.rc, filter_output(r.out, d), filter_output(r.err, d))
-    return ProbeResult(r, (workdir / IMG).read_bytes())
+    return ProbeResult(r, digest(workdir / IMG))
 
 
 def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def compare_corrupt(data: bytes, ref: Runner, sut: Runner, workdir: Path) -> tuple[list[str], list[str]]:
+def compare_corrupt(data: bytes, ref: Runner, sut: Runner, workdir: Path,
+                    probes: list[tuple[str, list[str]]] = PROBES) -> tuple[list[str], list[str]]:
     """(hard, soft) differences over the probe commands for one corrupt image.
 
     Hard: exit code, first stderr line, a traceback, the file after the command.
@@ -211,7 +232,8 @@ def compare_corrupt(data: bytes, ref: Runner, sut: Runner, workdir: Path) -> tup
     """
     hard: list[str] = []
     soft: list[str] = []
-    for tool, argv in PROBES:
+    before: tuple[int, str] | None = None
+    for tool, argv in probes:
         a = probe(ref, data, tool, argv, workdir / "qemu")
         b = probe(sut, data, tool, argv, workdir / "ours")
         cmd = " ".join(["qemu-img" if tool == "img" else "qemu-io", *argv])
@@ -223,8 +245,12 @@ def compare_corrupt(data: bytes, ref: Runner, sut: Runner, workdir: Path) -> tup
             hard.append(f"`{cmd}`: first error line\n    qemu: {_first_line(a.result.err)}\n"
                         f"    ours: {_first_line(b.result.err)}")
         if a.after != b.after:
+            if before is None:
+                (workdir / "orig").write_bytes(data)
+                before = digest(workdir / "orig")
             hard.append(f"`{cmd}`: image file after the command differs "
-                        f"({'QEMU wrote' if a.after != data else 'QEMU did not write'})")
+                        f"({'QEMU wrote' if a.after != before else 'QEMU did not write'}; "
+                        f"sizes {a.after[0]:#x} vs {b.after[0]:#x})")
         if (a.result.out, a.result.err) != (b.result.out, b.result.err):
             soft.append(f"`{cmd}`: output differs\n--- qemu\n{a.result.out}{a.result.err}"
                         f"--- ours\n{b.result.out}{b.result.err}")

@@ -54,7 +54,8 @@ class ProcessRunner:
             )
         except subprocess.TimeoutExpired:
             return Result(-9, "", f"TIMEOUT after {self.timeout}s\n")
-        return Result(p.returncode, _decode(p.stdout), _decode(p.stderr))
+        rc = 128 - p.returncode if p.returncode < 0 else p.returncode  # killed: as a shell says
+        return Result(rc, _decode(p.stdout), _decode(p.stderr))
 
 
 def qemu_runner() -> ProcessRunner:
@@ -131,3 +132,45 @@ class SplitRunner:
 
     def run(self, tool: str, argv: list[str], cwd: Path) -> Result:
         return self.parts[tool].run(tool, argv, cwd)
+
+
+class ForkRunner(InProcessRunner):
+    """The in-process emulator, run in a forked child with memory and time limits.
+
+    Keeps the speed of in-process runs (modules are imported once, in the
+    parent) while a runaway allocation or loop only kills the child; that is
+    reported as a divergence instead of taking the whole run down.
+    """
+
+    name = "qcowlab-fork"
+
+    def __init__(self, mem_bytes: int = 2 << 30, seconds: int = 120) -> None:
+        super().__init__()
+        self.mem_bytes, self.seconds = mem_bytes, seconds
+
+    def run(self, tool: str, argv: list[str], cwd: Path) -> Result:
+        import pickle
+        import resource
+        import signal
+        importlib.import_module(self.modules[tool])
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            os.close(rfd)
+            try:
+                resource.setrlimit(resource.RLIMIT_AS, (self.mem_bytes, self.mem_bytes))
+                signal.alarm(self.seconds)
+                res = InProcessRunner.run(self, tool, argv, cwd)
+                with os.fdopen(wfd, "wb") as w:
+                    pickle.dump(res, w)
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as r:
+            data = r.read()
+        _, status = os.waitpid(pid, 0)
+        if data:
+            return pickle.loads(data)
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        return Result(-1, "", f"PYTHON CHILD DIED: signal {sig}, status {status:#x} "
+                              f"(limits: {self.mem_bytes >> 20} MiB, {self.seconds} s)\n")
