@@ -320,3 +320,34 @@ def test_open_errors_match_qemu(tmp_path) -> None:
         open_image(top, "vmdkx")
     p = run("qemu-io", "-f", "vmdkx", "-c", "read 0 1", top)
     assert p.stderr == f"qemu-io: can't open device {top}: {e.value.message}\n"
+
+
+def test_backing_loop_hits_image_lock(tmp_path) -> None:
+    """A read-write image that is its own backing file fails on QEMU's image lock."""
+    img = str(tmp_path / "s.qcow2")
+    assert run("qemu-img", "create", "-f", "qcow2", img, "1M").returncode == 0
+    assert run("qemu-img", "rebase", "-u", "-b", img, "-F", "qcow2", img).returncode == 0
+    p = run("qemu-io", "-c", "read 0 1", img)
+    with pytest.raises(BlockError) as e:
+        open_image(img)
+    assert p.stderr == f"qemu-io: can't open device {img}: {e.value.message}\n{e.value.hint}"
+
+
+def test_image_in_use_by_qemu(tmp_path) -> None:
+    """An image held read-write by a running qemu-io cannot be opened without force-share."""
+    img = str(tmp_path / "busy.qcow2")
+    assert run("qemu-img", "create", "-f", "qcow2", img, "1M").returncode == 0
+    holder = subprocess.Popen(["qemu-io", img], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        holder.stdin.write("read 0 1\n")
+        holder.stdin.flush()
+        holder.stdout.readline()  # the image is open (and locked) once it answers
+        want = run("qemu-img", "info", img).stderr
+        with pytest.raises(BlockError) as e:
+            open_image(img, "qcow2", read_only=True)
+        assert want == f"qemu-img: Could not open '{img}': {e.value.message}\n{e.value.hint}"
+        node = open_image(img, "qcow2", read_only=True, force_share=True)
+        close_image(node)
+    finally:
+        holder.communicate("quit\n", timeout=30)

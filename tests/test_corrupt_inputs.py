@@ -5,7 +5,9 @@ by real QEMU; ``qemu-img check``, ``qemu-img info``, ``qemu-io -c 'read 0
 64k'`` (and, separately, a 64k write and ``qemu-img check -r all``) then run
 on a fresh copy each, on QEMU and on the emulator.  Exit
 codes, output and the image file afterwards must be identical, and the
-emulator must never raise.  QCOWLAB_DIFF_SUT=qemu compares QEMU with itself.
+emulator must never raise (it runs in a forked child with memory/time limits;
+QCOWLAB_DIFF_SUT=inproc|scripts|qemu picks another runner, qemu compares QEMU
+with itself).
 """
 from __future__ import annotations
 
@@ -15,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from tools.difftest.corrupt import BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt, make_base
-from tools.difftest.runners import InProcessRunner, qemu_runner, scripts_runner
+from tools.difftest.runners import ForkRunner, InProcessRunner, qemu_runner, scripts_runner
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest")) / f"corrupt-{os.getpid()}"
-KIND = os.environ.get("QCOWLAB_DIFF_SUT", "inproc")
+KIND = os.environ.get("QCOWLAB_DIFF_SUT", "fork")
 REF = qemu_runner()
-SUT = qemu_runner() if KIND == "qemu" else scripts_runner() if KIND == "scripts" else InProcessRunner()
+SUT = {"qemu": qemu_runner, "scripts": scripts_runner, "inproc": InProcessRunner}.get(KIND, ForkRunner)()
 
 pytestmark = [
     pytest.mark.skipif(not REF.available(), reason="qemu-img/qemu-io (QEMU 7.2) not on PATH"),

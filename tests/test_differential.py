@@ -6,8 +6,9 @@ and ``qemu-img check`` must match, and real ``qemu-img check`` must find every
 emulator-written qcow2 image clean.  Knobs (environment):
 
 - QCOWLAB_DIFF_SEEDS=A:B  seeds of the random sequences (default 0:200)
-- QCOWLAB_DIFF_SUT=inproc|scripts|qemu  system under test (``qemu`` compares
-  QEMU with itself, which validates the filters and the generator)
+- QCOWLAB_DIFF_SUT=fork|inproc|scripts|qemu  system under test (default fork:
+  the emulator in process, each command in a forked child with memory/time
+  limits; ``qemu`` compares QEMU with itself, validating filters and generator)
 - QCOWLAB_DIFF_HYPOTHESIS=N  examples of the hypothesis test (default 20)
 - QCOWLAB_DIFF_SHRINK=1  let hypothesis shrink a divergence (minutes: every
   shrink step runs QEMU and the emulator), off by default to bound CI time
@@ -27,7 +28,7 @@ from tools.difftest.choices import HypothesisChooser, RandomChooser
 from tools.difftest.compare import differential
 from tools.difftest.generate import random_sequence
 from tools.difftest.handmade import HANDMADE
-from tools.difftest.runners import InProcessRunner, qemu_runner, scripts_runner
+from tools.difftest.runners import ForkRunner, InProcessRunner, qemu_runner, scripts_runner
 from tools.difftest.sequence import Sequence
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest"))
@@ -38,10 +39,12 @@ HYPOTHESIS_SHRINK = os.environ.get("QCOWLAB_DIFF_SHRINK") == "1"
 
 
 def _sut():
-    kind = os.environ.get("QCOWLAB_DIFF_SUT", "inproc")
+    kind = os.environ.get("QCOWLAB_DIFF_SUT", "fork")
     if kind == "qemu":
         return qemu_runner()
-    return scripts_runner() if kind == "scripts" else InProcessRunner()
+    if kind == "inproc":
+        return InProcessRunner()
+    return scripts_runner() if kind == "scripts" else ForkRunner()
 
 
 REF, SUT = qemu_runner(), _sut()

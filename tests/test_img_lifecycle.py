@@ -159,6 +159,7 @@ CONVERT = [
     "convert -n -O qcow2 --target-is-zero s.qcow2 t.qcow2", "convert -n s.qcow2 r.raw",
     "convert -n --target-image-opts s.qcow2 driver=qcow2,file.filename=t.qcow2",
     "convert -n -O qcow2 s.qcow2 s.qcow2", "convert -O qcow2 s.qcow2 s.qcow2",
+    "convert -O qcow2 s.qcow2 file:o.qcow2", "convert -n s.qcow2 file:s.qcow2",
 ]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tools.difftest.__main__ import make_sut
 from tools.difftest.corrupt import (BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt, layout,
-                                    make_base, random_mutation)
+                                    make_base, random_mutation, repro)
 from tools.difftest.runners import qemu_runner
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest")) / f"fuzz-{os.getpid()}"
@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     ref, sut = qemu_runner(), make_sut(args.sut)
     bases = {name: make_base(name, SCRATCH / "base" / name) for name in BASES}
-    cases: list[tuple[str, bytes]] = []
+    cases: list[tuple[str, str, bytes]] = []
     if not args.no_named:
         for name, (base, mutate) in NAMED.items():
             data = bytearray(bases[base])
             mutate(data)
-            cases.append((f"named {name}", bytes(data)))
+            cases.append((f"named {name}", base, bytes(data)))
     lo, hi = (int(x) for x in args.seeds.split(":"))
     for seed in range(lo, hi):
         rng = random.Random(seed)
@@ -51,15 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         data = bytearray(bases[base])
         lay = layout(bases[base])
         what = "; ".join(random_mutation(rng, data, lay) for _ in range(rng.choice([1, 1, 2])))
-        cases.append((f"seed {seed} [{base}] {what}", bytes(data)))
+        cases.append((f"seed {seed} [{base}] {what}", base, bytes(data)))
     probes = PROBES + (WRITE_PROBES if args.writes else [])
     n_hard = n_soft = 0
-    for label, data in cases:
+    for label, base, data in cases:
         hard, soft = compare_corrupt(data, ref, sut, SCRATCH / "run", probes)
         n_hard += bool(hard)
         n_soft += bool(soft)
         if hard or (soft and args.verbose):
-            print(f"== {label}", *hard, *(soft if args.verbose else []), sep="\n", flush=True)
+            print(f"== {label}", "-- reproduce in an empty directory:", repro(base, bases[base], data),
+                  "--", *hard, *(soft if args.verbose else []), sep="\n", flush=True)
     print(f"{len(cases)} corrupt images x {len(probes)} commands: {len(cases) - n_hard} matching, "
           f"{n_hard} hard divergences, {n_soft} with other output differences")
     return 1 if n_hard else 0

@@ -12,6 +12,7 @@ section by section (``### ... ###`` headers) with QEMU's reference output.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import shutil
 import subprocess
@@ -107,7 +108,6 @@ def run(side: str, full: bool) -> bool:
         if (h, body) != other:
             print(f"   different: {h}")
     if got != expected:
-        import difflib
         diff = list(difflib.unified_diff(expected.splitlines(), got.splitlines(),
                                          "271.out", f"271 ({side})", lineterm="", n=1))
         print("\n".join(diff[:80]) + ("\n   ... (diff truncated)" if len(diff) > 80 else ""))

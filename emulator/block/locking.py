@@ -8,8 +8,8 @@ locks are taken here, so conflicts show up both between processes (an image
 in use by QEMU) and inside one process (a backing chain that loops back to
 an image opened for writing).
 
-API: permission bits (PERM_*), ``apply(file, held, unshared)`` which raises
-BlockError with QEMU's message and hint on a conflict.
+API: permission bits (PERM_*), ``apply(file, held, unshared, check=True)``
+which raises BlockError with QEMU's message and hint on a conflict.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _lock_error(err: int, message: str) -> BlockError:
     return BlockError(err, f"{message}: {os.strerror(err)}")
 
 
-def apply(file: BlockNode, held: int, unshared: int) -> None:
+def apply(file: BlockNode, held: int, unshared: int, check: bool = True) -> None:
     """Lock the bytes for ``held``/``unshared`` permissions, then check for conflicts."""
     if not getattr(file, "use_lock", True):
         return
@@ -64,6 +64,8 @@ def apply(file: BlockNode, held: int, unshared: int) -> None:
                     _fcntl(fd, _F_OFD_SETLK, fcntl.F_RDLCK, base + i)
                 except OSError as e:
                     raise _lock_error(e.errno, f"Failed to lock byte {base + i}") from None
+    if not check:
+        return
     hint = f"Is another process using the image [{file.filename}]?\n"
     for bits, base, text in ((held, _SHARED_BASE, 'Failed to get "{}" lock'),
                              (unshared, _PERM_BASE, 'Failed to get shared "{}" lock')):

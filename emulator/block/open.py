@@ -147,17 +147,11 @@ def _lock(file: BlockNode, held: int, unshared: int, read_only: bool,
     locking.apply(file, held, 0 if force_share else unshared)
 
 
-def _reopens_chain_member(path: str, chain: list[BlockNode]) -> bool:
-    """True if ``path`` is a file already opened further up this backing chain."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    for member in chain:
-        other = os.fstat(member.fd)
-        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            return True
-    return False
+def _in_chain(file: BlockNode, chain: list[BlockNode]) -> bool:
+    """True if ``file`` is an image already opened further up this backing chain."""
+    st = os.fstat(file.fd)
+    return any((o.st_dev, o.st_ino) == (st.st_dev, st.st_ino)
+               for o in (os.fstat(member.fd) for member in chain))
 
 
 def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: dict,
@@ -204,10 +198,6 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
                     return None
                 path = backing_full_path(filename, backing_file)
                 try:
-                    if _reopens_chain_member(path, chain):
-                        # QEMU recurses here until it runs out of memory
-                        raise BlockError(errno.ELOOP, f"Backing file chain of '{path}' "
-                                                      "loops back onto itself")
                     return _open_node(path, backing_fmt, read_only=True, options={},
                                       no_backing=False, unmap=True, force_share=force_share,
                                       chain=chain + [file])
@@ -215,11 +205,16 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
                     raise BlockError(e.errno, "Could not open backing file: " + e.message,
                                      e.hint) from None
 
-            chain = (chain or [])
+            chain = chain or []
             _lock(file, CR | W | RS, W | RS, read_only, force_share)
+            if _in_chain(file, chain):
+                # QEMU recurses through such a read-only chain until it runs out of memory
+                raise BlockError(errno.ELOOP, f"Backing file chain of '{filename}' loops "
+                                              "back onto itself")
             node = Qcow2.open(file, options, read_only, open_backing)
         node.unmap, node.detect_zeroes = flags
         node.probed = probed
+        node.force_share = force_share
         _reject_unknown(options, fmt)
         io.refresh_total_sectors(node)
     except BaseException:
@@ -229,6 +224,39 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
             file.drv_close()
         raise
     return node
+
+
+def reopen_read_write(node: BlockNode) -> None:
+    """bdrv_reopen_set_read_only(node, False) for a qcow2 or raw node opened read-only.
+
+    The file gets a new read-write descriptor (file-posix's reopen) carrying
+    the write permission locks; conflicting users make it fail with QEMU's
+    lock error, leaving the node read-only.
+    """
+    from emulator.block import locking
+    from emulator.block.locking import PERM_CONSISTENT_READ as CR, PERM_RESIZE as RS, \
+        PERM_WRITE as W
+    if not node.read_only:
+        return
+    file = node.file
+    if node.format_name == "qcow2":
+        held, unshared = CR | W | RS, W | RS
+    else:
+        window = RS if node.offset or node.has_size else 0
+        held, unshared = CR | W | window, window
+    if getattr(node, "force_share", False):
+        unshared = 0
+    locking.apply(file, held, unshared)
+    try:
+        fd = os.open(file.filename, os.O_RDWR)
+    except OSError as e:
+        raise BlockError(e.errno, f"Could not open '{file.filename}': "
+                                  f"{os.strerror(e.errno)}") from None
+    old_fd, file.fd = file.fd, fd
+    locking.apply(file, held, unshared, check=False)
+    os.close(old_fd)
+    file.read_only = False
+    node.read_only = False
 
 
 def close_image(node: BlockNode) -> None:

@@ -139,8 +139,9 @@ class Run:
         """True when the target file is one the sources hold without sharing writes."""
         if self.a.force_share:
             return False
+        path = self.out_filename
         try:
-            target = os.stat(self.out_filename)
+            target = os.stat(path[5:] if path.startswith("file:") else path)
         except OSError:
             return False
         for node in self.sources:
@@ -156,7 +157,9 @@ class Run:
         return False
 
     def _lock_hint(self) -> None:
-        sys.stderr.write(f"Is another process using the image [{self.out_filename}]?\n")
+        path = self.out_filename
+        path = path[5:] if path.startswith("file:") else path
+        sys.stderr.write(f"Is another process using the image [{path}]?\n")
         sys.stderr.flush()
 
     def _create(self, opts) -> bool:

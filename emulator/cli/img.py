@@ -59,6 +59,7 @@ def _run(argv: List[str]) -> int:
     from emulator.report import error_report
     if not argv:
         error_exit("Not enough arguments")
+    trace: dict = {}
     g = img_getopt([PROG] + argv, "+:hVT:",
                    [("help", 0, "h"), ("version", 0, "V"), ("trace", 1, "T")])
     for c in g:
@@ -68,12 +69,17 @@ def _run(argv: List[str]) -> int:
             return 0
         if c == "T":
             from emulator.cli.trace import trace_opt_parse
-            rc = trace_opt_parse(PROG, g.optarg)
+            rc = trace_opt_parse(PROG, g.optarg, trace)
             if rc is not None:
                 return rc
     rest = g.argv[g.optind:]
     if not rest:
         return 0
+    if trace:
+        from emulator.cli.trace import init_trace_file
+        rc = init_trace_file(PROG, trace)
+        if rc is not None:
+            return rc
     name = rest[0]
     if name in COMMANDS:
         module = importlib.import_module(COMMANDS[name])

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 from emulator.cli import blockopts
 from emulator.cli.img_common import error_exit, img_getopt, output_format
+from emulator.cli.errors import report_err
 from emulator.cli.imgopen import close, img_open
 from emulator.report import error_report
 
@@ -119,7 +120,7 @@ def _open(image_opts: bool, filename: str, fmt: Optional[str], fix: int, force_s
     try:
         return open_options(filename, opts, not fix, force_share)
     except BlockError as e:
-        error_report(f"Could not open '{filename}': {e.message}")
+        report_err(f"Could not open '{filename}': {e.message}", e.hint)
         return None
 
 

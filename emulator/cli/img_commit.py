@@ -94,8 +94,9 @@ def _commit(top, filename: str, base: Optional[str], drop: bool, meter) -> Optio
     if isinstance(found, str):
         return found
     base_node, overlay = found
+    from emulator.block.open import reopen_read_write
     try:
-        _reopen_rw(base_node)
+        reopen_read_write(base_node)
     except BlockError as e:
         return e.message
     try:
@@ -115,22 +116,3 @@ def _commit(top, filename: str, base: Optional[str], drop: bool, meter) -> Optio
             if e.errno != errno.ENOTSUP:  # a format that cannot be emptied is fine
                 return e.message
     return None
-
-
-def _reopen_rw(node) -> None:
-    """bdrv_reopen_set_read_only(node, false): the base becomes writable.
-
-    Workaround until the block layer offers a reopen (docs/requests.md): the
-    read-only file node is replaced by a writable one on the same file.
-    """
-    if not node.read_only:
-        return
-    from emulator.block import io
-    from emulator.block.file import FileNode
-    old = node.file
-    new = FileNode(old.filename, False)
-    new.unmap = getattr(old, "unmap", True)
-    io.refresh_total_sectors(new)
-    node.file = new
-    old.drv_close()
-    node.read_only = False

@@ -6,6 +6,7 @@ import sys
 from typing import List, Optional
 
 from emulator.cli import create_opts
+from emulator.cli.errors import report_err
 from emulator.cli.img_common import ImgExit, error_exit, img_getopt, parse_size_arg
 from emulator.cli.qemuopts import OptsError, QemuOpts, has_help_option
 from emulator.report import error_report
@@ -81,10 +82,7 @@ def img_create(argv: List[str]) -> int:
         bdrv_img_create(filename, fmt, base_filename, base_fmt, options, img_size,
                         no_backing, quiet)
     except CreateError as e:
-        error_report(f"{filename}: {e.message}")
-        if e.hint:
-            sys.stderr.write(e.hint)
-            sys.stderr.flush()
+        report_err(f"{filename}: {e.message}", e.hint)
         return 1
     return 0
 
@@ -161,15 +159,15 @@ def _probe_backing(filename: str, backing_file: str, backing_fmt: Optional[str],
                    opts: QemuOpts) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
-    from emulator.block.open import backing_full_path, close_image
-    from emulator.cli.imgopen import open_options
+    from emulator.block.open import backing_full_path
+    from emulator.cli.imgopen import close, open_options
     has_protocol = ":" in backing_file.split("/", 1)[0]
     full = backing_file if has_protocol else backing_full_path(filename, backing_file)
     options = {"driver": backing_fmt} if backing_fmt is not None else {}
     try:
         node = open_options(full, options, True, True)
     except BlockError as e:
-        raise CreateError(e.message, "Could not open backing image.\n") from None
+        raise CreateError(e.message, e.hint + "Could not open backing image.\n") from None
     try:
         if backing_fmt is None:
             raise CreateError("Backing file specified without backing format",
@@ -179,10 +177,10 @@ def _probe_backing(filename: str, backing_file: str, backing_fmt: Optional[str],
                 size = bio.getlength(node)
             except BlockError as e:
                 raise CreateError(f"Could not get size of '{backing_file}': "
-                                  f"{e.message}") from None
+                                  f"{e.message}", e.hint) from None
             opts.set_number("size", size)
     finally:
-        close_image(node)
+        close(node)
     return size
 
 
@@ -203,7 +201,7 @@ def _create(fmt: str, filename: str, opts: QemuOpts) -> None:
             hint = " (try using a larger cluster size)" if opts.get_size("cluster_size", 0) else ""
             raise CreateError(f"The image size is too large for file format '{fmt}'{hint}") \
                 from None
-        raise CreateError(e.message) from None
+        raise CreateError(e.message, e.hint) from None
 
 
 def print_option_help(filename: Optional[str], fmt: str) -> int:

@@ -42,7 +42,7 @@ def create_image(fmt: str, filename: str, opts) -> Optional[str]:
             from emulator.qcow2.create import create
         else:
             from emulator.block.raw import create
-        create(filename, values)
+        create(filename[5:] if filename.startswith("file:") else filename, values)
     except BlockError as e:
         return e.message
     return None

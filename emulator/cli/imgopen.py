@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import errno
-import sys
 from typing import Optional
 
+from emulator.cli.errors import report_err
 from emulator.report import error_report
 
 
@@ -15,9 +15,7 @@ def parse_image_opts(text: str, implied: Optional[str] = "file") -> Optional[dic
     try:
         opts.parse(text, firstname=implied, warn_on_flag=True)
     except OptsError as e:
-        error_report(e.message)
-        if e.hint:
-            sys.stderr.write(e.hint)
+        report_err(e.message, e.hint)
         return None
     return opts.to_dict()
 
@@ -132,14 +130,14 @@ def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, un
     import tempfile
 
     from emulator.block import io as bio
-    from emulator.block.open import close_image, open_image
+    from emulator.block.open import open_image
     from emulator.qcow2.create import create
     base = open_options(name, options, True, force_share)
     try:
         fmt, size = base.format_name, bio.getlength(base)
         path = os.path.abspath(base.file.filename if base.file is not None else base.filename)
     finally:
-        close_image(base)
+        close(base)
     fd, tmp = tempfile.mkstemp(prefix="vl.", dir=os.environ.get("TMPDIR") or "/var/tmp")
     os.close(fd)
     try:
@@ -172,10 +170,25 @@ def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: 
     try:
         return open_options(name, options, read_only, force_share, no_backing, unmap)
     except BlockError as e:
-        error_report(f"Could not open '{filename}': {e.message}")
+        report_err(f"Could not open '{filename}': {e.message}", e.hint)
         return None
 
 
 def close(node) -> None:
+    """blk_unref: close the node tree; a failure while closing is not reported,
+    the host files are released anyway (so no lock outlives the command)."""
+    from emulator.block.node import BlockError
     from emulator.block.open import close_image
-    close_image(node)
+    try:
+        close_image(node)
+    except BlockError:
+        release_files(node)
+
+
+def release_files(node) -> None:
+    """Close the host files of a node chain (releasing their locks), nothing else."""
+    while node is not None:
+        file = node.file if node.file is not None else node
+        if getattr(file, "fd", -1) >= 0:
+            file.drv_close()
+        node = node.backing

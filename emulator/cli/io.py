@@ -62,6 +62,7 @@ def _run(argv: List[str]) -> int:
     snapshot = False
     writethrough = True
     commands: List[str] = []
+    trace: dict = {}
     g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
     for c in g:
         if c in ("k", "m", "object"):  # no effect on the model's results
@@ -75,7 +76,7 @@ def _run(argv: List[str]) -> int:
             snapshot = True
         elif c == "T":
             from emulator.cli.trace import trace_opt_parse
-            rc = trace_opt_parse(PROG, g.optarg)
+            rc = trace_opt_parse(PROG, g.optarg, trace)
             if rc is not None:
                 return rc
         elif c == "d":
@@ -119,6 +120,11 @@ def _run(argv: List[str]) -> int:
     if fmt is not None and image_opts:
         error_report("--image-opts and -f are mutually exclusive")
         return 1
+    if trace:
+        from emulator.cli.trace import init_trace_file
+        rc = init_trace_file(PROG, trace)
+        if rc is not None:
+            return rc
 
     session = IoSession(image_opts=image_opts)
     try:
@@ -129,9 +135,8 @@ def _run(argv: List[str]) -> int:
                 try:
                     qopts.parse(args[0], warn_on_flag=True)
                 except OptsError as e:
-                    error_report(e.message)
-                    if e.hint:
-                        sys.stderr.write(e.hint)
+                    from emulator.cli.errors import report_err
+                    report_err(e.message, e.hint)
                     return 1
                 if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap,
                                     snapshot, writethrough):
@@ -147,6 +152,9 @@ def _run(argv: List[str]) -> int:
             sys.stdout.discard()
         session.abandon()
         return 128 + e.signum
+    except BaseException:
+        session.abandon()  # an internal error: release the files, write nothing more
+        raise
     session.close()
     return 1 if ret < 0 else 0
 

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Callable, List, Optional, Tuple, Union
 
+from emulator.cli.errors import report_err
 from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
 from emulator.report import error_report
 from emulator.units import c_strtol
@@ -148,26 +149,24 @@ class IoSession:
                 self.blk = open_options(name, opts, read_only, False, unmap=unmap)
         except BlockError as e:
             where = f" device {name}" if name is not None else ""
-            error_report(f"can't open{where}: {e.message}")
+            report_err(f"can't open{where}: {e.message}", e.hint)
             return 1
         self.writethrough = writethrough
         return 0
 
     def abandon(self) -> None:
         """Process death: release the host files without flushing or closing drivers."""
+        from emulator.cli.imgopen import release_files
         node, self.blk = self.blk, None
-        while node is not None:
-            file = node.file if node.file is not None else node
-            if getattr(file, "fd", None) is not None:
-                file.drv_close()
-            node = node.backing
+        release_files(node)
 
     def close(self) -> None:
-        from emulator.block.open import close_image
+        """blk_unref: close the image; a failure while closing is not reported."""
+        from emulator.cli.imgopen import close
         self.poll()
         if self.blk is not None:
             node, self.blk = self.blk, None
-            close_image(node)
+            close(node)
 
     # -- dispatch --------------------------------------------------------
     def command(self, line: str) -> int:

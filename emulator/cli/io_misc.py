@@ -5,6 +5,7 @@ import errno
 from typing import List, Optional
 
 from emulator.cli import blockopts
+from emulator.cli.errors import report_err
 from emulator.cli.getopt import Getopt
 from emulator.cli.io_cmds import (
     OPEN, REOPEN, SECTOR, TRUNCATE, IoSession, SignalRaised, errstr, usage,
@@ -56,7 +57,7 @@ def _truncate(s: IoSession, argv: List[str]) -> int:
     try:
         bio.truncate(s.blk, offset, exact=False, prealloc=prealloc)
     except BlockError as e:
-        error_report(e.message)
+        report_err(e.message, e.hint)
         return -e.errno
     return 0
 
@@ -174,9 +175,7 @@ def _parse_opts_noisily(opts: QemuOpts, text: str) -> bool:
     try:
         opts.parse(text, warn_on_flag=True)
     except OptsError as e:
-        error_report(e.message)
-        if e.hint:
-            err(e.hint)
+        report_err(e.message, e.hint)
         return False
     return True
 
@@ -323,7 +322,7 @@ def _set_read_only(node, read_only: bool) -> int:
             os.close(file.fd)
             file.fd = fd
     except BlockError as e:
-        error_report(e.message)
+        report_err(e.message, e.hint)
         return -errno.EINVAL
     node.read_only = read_only
     file.read_only = read_only

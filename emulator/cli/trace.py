@@ -33,8 +33,11 @@ def _enable(prog: str, where: str, line: str) -> Optional[int]:
     return None
 
 
-def trace_opt_parse(prog: str, arg: str) -> Optional[int]:
-    """Apply one -T argument; returns an exit status when QEMU would exit, else None."""
+def trace_opt_parse(prog: str, arg: str, state: dict) -> Optional[int]:
+    """Apply one -T argument; returns an exit status when QEMU would exit, else None.
+
+    ``state["file"]`` keeps the last file= value for :func:`init_trace_file`.
+    """
     opts = QemuOpts(_TRACE_OPTS)
     try:
         opts.parse(arg, firstname="enable", warn_on_flag=True)
@@ -42,6 +45,7 @@ def trace_opt_parse(prog: str, arg: str) -> Optional[int]:
         sys.stderr.write(f"{prog}: {e.message}\n{e.hint}")
         sys.stderr.flush()
         return 1
+    state["file"] = opts.get("file")
     enable = opts.get("enable")
     if enable is not None and _enable(prog, "", enable) is not None:
         return 0
@@ -69,3 +73,18 @@ def _fgets_lines(parts: list) -> list:
     if parts[-1]:
         lines.append(parts[-1])
     return lines
+
+
+def init_trace_file(prog: str, state: dict) -> Optional[int]:
+    """The log backend opens (truncates) the file= log once options are parsed."""
+    path = state.get("file")
+    if path is None:
+        return None
+    try:
+        with open(path, "w"):
+            pass
+    except OSError as e:
+        sys.stderr.write(f"{prog}: Error opening logfile {path}: {os.strerror(e.errno or 0)}\n")
+        sys.stderr.flush()
+        return 1
+    return None

@@ -112,7 +112,13 @@ def free_clusters(s, offset: int, size: int, discard_type: int) -> None:
 
 
 def free_any_cluster(s, entry: int, discard_type: int) -> None:
-    ctype = l2e.cluster_type(entry, s.extended_l2)
+    ctype = l2e.cluster_type(entry, s.extended_l2, s.has_data_file)
+    if s.has_data_file:
+        if s.discard_passthrough[discard_type] and \
+                ctype in (l2e.ClusterType.NORMAL, l2e.ClusterType.ZERO_ALLOC):
+            from emulator.block import io
+            io.pdiscard(s.data_file, entry & l2e.L2E_OFFSET_MASK, s.cluster_size)
+        return
     if ctype == l2e.ClusterType.COMPRESSED:
         coff, csize = l2e.compressed_host_range(entry, s.cluster_bits)
         free_clusters(s, coff, csize, discard_type)

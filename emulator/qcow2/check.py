@@ -19,13 +19,15 @@ from __future__ import annotations
 import errno
 import struct
 import sys
-from dataclasses import dataclass, field
 from typing import Optional
 
 from emulator.block import io
 from emulator.block.node import BlockError
 from emulator.qcow2 import overlap as ol
 from emulator.qcow2 import refcount as rc
+from emulator.qcow2.check_result import FIX_ERRORS, FIX_LEAKS, CheckResult, add_result
+from emulator.qcow2.check_snapshots import check_fix_snapshot_table, check_read_snapshot_table
+from emulator.qcow2.imrt import Imrt, rebuild_refcount_structure
 from emulator.qcow2.l2_entry import (
     BITMAP_ALL_ALLOC, BITMAP_ALL_ZEROES, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK,
     OFLAG_COPIED, OFLAG_ZERO, ClusterType, cluster_type, compressed_host_range,
@@ -34,63 +36,13 @@ from emulator.qcow2.l2_entry import (
 from emulator.qcow2.header import AUTOCLEAR_BITMAPS, L1E_OFFSET_MASK, L1E_RESERVED_MASK, \
     QCOW_MAX_L1_SIZE, REFT_OFFSET_MASK, REFT_RESERVED_MASK
 
-FIX_LEAKS = 1
-FIX_ERRORS = 2
-
-#: offset of refcount_table_offset (followed by refcount_table_clusters) in the header
-_HDR_REFTABLE = 48
-
-
-@dataclass
-class FragInfo:
-    """QEMU's BlockFragInfo."""
-
-    total_clusters: int = 0
-    allocated_clusters: int = 0
-    fragmented_clusters: int = 0
-    compressed_clusters: int = 0
-
-
-@dataclass
-class CheckResult:
-    """QEMU's BdrvCheckResult."""
-
-    corruptions: int = 0
-    leaks: int = 0
-    check_errors: int = 0
-    corruptions_fixed: int = 0
-    leaks_fixed: int = 0
-    image_end_offset: int = 0
-    bfi: FragInfo = field(default_factory=FragInfo)
-
-    def copy(self) -> "CheckResult":
-        return CheckResult(self.corruptions, self.leaks, self.check_errors,
-                           self.corruptions_fixed, self.leaks_fixed,
-                           self.image_end_offset, FragInfo(**vars(self.bfi)))
+__all__ = ["FIX_ERRORS", "FIX_LEAKS", "CheckResult", "check", "check_refcounts"]
 
 
 def _eprint(msg: str) -> None:
     err = sys.stderr
     err.write(msg + "\n")
     err.flush()
-
-
-class _Imrt:
-    """The in-memory refcount table: one counter per host cluster, growable."""
-
-    def __init__(self, nb_clusters: int) -> None:
-        self.counts: list[int] = [0] * nb_clusters
-
-    @property
-    def size(self) -> int:
-        return len(self.counts)
-
-    def grow(self, new_size: int) -> None:
-        if new_size > len(self.counts):
-            self.counts.extend([0] * (new_size - len(self.counts)))
-
-    def get(self, i: int) -> int:
-        return self.counts[i] if i < len(self.counts) else 0
 
 
 class _Checker:
@@ -104,7 +56,7 @@ class _Checker:
         self.l2_entries = self.cs // entry_size(self.extended)
 
     # ------------------------------------------------ in-memory refcounts
-    def inc_refcounts(self, imrt: _Imrt, offset: int, size: int) -> None:
+    def inc_refcounts(self, imrt: Imrt, offset: int, size: int) -> None:
         """qcow2_inc_refcounts_imrt: count [offset, offset+size) as referenced."""
         s, res = self.s, self.res
         if size <= 0:
@@ -165,7 +117,7 @@ class _Checker:
         res.corruptions_fixed += 1
         return True
 
-    def check_l2(self, imrt: _Imrt, l2_offset: int, frag_info: bool, fix: int,
+    def check_l2(self, imrt: Imrt, l2_offset: int, frag_info: bool, fix: int,
                  active: bool) -> None:
         """check_refcounts_l2."""
         s, res = self.s, self.res
@@ -233,7 +185,7 @@ class _Checker:
                     res.corruptions += 1
                     _eprint("ERROR: Unallocated cluster has non-zero subcluster allocation map")
 
-    def check_l1(self, imrt: _Imrt, l1_offset: int, l1_size: int, frag_info: bool,
+    def check_l1(self, imrt: Imrt, l1_offset: int, l1_size: int, frag_info: bool,
                  fix: int, active: bool) -> None:
         """check_refcounts_l1."""
         s, res = self.s, self.res
@@ -261,7 +213,7 @@ class _Checker:
             self.check_l2(imrt, l2_offset, frag_info, fix, active)
 
     # ------------------------------------------------ refcount structures
-    def check_refblocks(self, imrt: _Imrt, fix: int) -> bool:
+    def check_refblocks(self, imrt: Imrt, fix: int) -> bool:
         """check_refblocks: account for every refblock; True when a rebuild is needed."""
         s, res = self.s, self.res
         rebuild = False
@@ -311,7 +263,7 @@ class _Checker:
                     rebuild = True
         return rebuild
 
-    def calculate_refcounts(self, imrt: _Imrt, fix: int) -> bool:
+    def calculate_refcounts(self, imrt: Imrt, fix: int) -> bool:
         """calculate_refcounts: fill ``imrt``; True when a rebuild is needed."""
         s, res = self.s, self.res
         self.inc_refcounts(imrt, 0, self.cs)
@@ -335,7 +287,7 @@ class _Checker:
         self.check_bitmaps(imrt)
         return self.check_refblocks(imrt, fix)
 
-    def check_bitmaps(self, imrt: _Imrt) -> None:
+    def check_bitmaps(self, imrt: Imrt) -> None:
         """qcow2_check_bitmaps_refcounts: the bitmap directory, tables and data clusters."""
         from emulator.qcow2 import bitmap_directory as bd
         s, res = self.s, self.res
@@ -366,7 +318,7 @@ class _Checker:
     def _stored_refcount(self, i: int) -> int:
         return rc.get_refcount(self.s, i)
 
-    def compare_refcounts(self, imrt: _Imrt, fix: int) -> tuple[bool, int]:
+    def compare_refcounts(self, imrt: Imrt, fix: int) -> tuple[bool, int]:
         """compare_refcounts: (rebuild needed, highest used cluster)."""
         s, res = self.s, self.res
         rebuild = False
@@ -405,105 +357,6 @@ class _Checker:
             else:
                 res.leaks += 1
         return rebuild, highest
-
-    # ------------------------------------------------ rebuild
-    def _alloc_imrt(self, imrt: _Imrt, count: int, first_free: int) -> tuple[int, int]:
-        """alloc_clusters_imrt: (offset, updated first free cluster)."""
-        cluster = first_free
-        first_gap = True
-        contiguous = 0
-        while cluster < imrt.size and contiguous < count:
-            if not imrt.counts[cluster]:
-                contiguous += 1
-                if first_gap:
-                    first_free = cluster
-                    first_gap = False
-            elif contiguous:
-                contiguous = 0
-            cluster += 1
-        if contiguous < count:
-            imrt.grow(cluster + count - contiguous)
-        cluster -= contiguous
-        for i in range(count):
-            imrt.counts[cluster + i] = 1
-        return cluster << self.s.cluster_bits, first_free
-
-    def _refblock_bytes(self, imrt: _Imrt, index: int) -> bytes:
-        s = self.s
-        block = bytearray(self.cs)
-        base = index << s.refcount_block_bits
-        for j in range(s.refcount_block_size):
-            v = imrt.get(base + j)
-            if v:
-                rc.set_refcount_in_block(block, j, s.refcount_order, v)
-        return bytes(block)
-
-    def _write_refblocks(self, imrt: _Imrt, first: int, end: int,
-                         reftable: list[int]) -> bool:
-        """rebuild_refcounts_write_refblocks: True when the reftable grew."""
-        s = self.s
-        first_free = 0
-        grown = False
-        cluster = first
-        while cluster < end:
-            if not imrt.get(cluster):
-                cluster += 1
-                continue
-            index = cluster >> s.refcount_block_bits
-            start = index << s.refcount_block_bits
-            if len(reftable) > index and reftable[index]:
-                block_offset = reftable[index]
-            else:
-                first_free = max(first_free, start)
-                block_offset, first_free = self._alloc_imrt(imrt, 1, first_free)
-                if block_offset // self.cs >= end:
-                    end = block_offset // self.cs + 1
-                if len(reftable) <= index:
-                    entries = -(-((index + 1) * 8) // self.cs) * self.cs // 8
-                    reftable.extend([0] * (entries - len(reftable)))
-                    grown = True
-                reftable[index] = block_offset
-            try:
-                ol.pre_write_overlap_check(s, 0, block_offset, self.cs)
-                io.pwrite(s.file, block_offset, self._refblock_bytes(imrt, index))
-            except BlockError as e:
-                raise _context(e, "ERROR writing refblock") from None
-            cluster = start + s.refcount_block_size
-        return grown
-
-    def rebuild(self, imrt: _Imrt) -> None:
-        """rebuild_refcount_structure: new refblocks and reftable from ``imrt``.
-
-        Failures raise BlockError whose message is QEMU's ("ERROR writing ...").
-        """
-        s, res = self.s, self.res
-        s.refcount_cache.clear()
-        reftable: list[int] = []
-        try:
-            self._write_refblocks(imrt, 0, imrt.size, reftable)
-            while True:
-                clusters = -(-len(reftable) * 8 // self.cs)
-                table_offset, _ = self._alloc_imrt(imrt, clusters, 0)
-                start = table_offset // self.cs
-                if not self._write_refblocks(imrt, start, start + clusters, reftable):
-                    break
-        except BlockError:
-            res.check_errors += 1
-            raise
-        try:
-            ol.pre_write_overlap_check(s, 0, table_offset, len(reftable) * 8)
-            io.pwrite(s.file, table_offset, struct.pack(f">{len(reftable)}Q", *reftable))
-        except BlockError as e:
-            raise _context(e, "ERROR writing reftable") from None
-        try:
-            io.pwrite(s.file, _HDR_REFTABLE, struct.pack(">QI", table_offset, clusters))
-            io.flush(s.file)
-        except BlockError as e:
-            raise _context(e, "ERROR setting reftable") from None
-        s.refcount_table = reftable
-        s.refcount_table_offset = table_offset
-        s.refcount_table_size = len(reftable)
-        rc.update_max_refcount_table_index(s)
 
     # ------------------------------------------------ OFLAG_COPIED
     def check_oflag_copied(self, fix: int) -> None:
@@ -585,11 +438,6 @@ class _Checker:
                 res.corruptions_fixed += dirty
 
 
-def _context(e: BlockError, what: str) -> BlockError:
-    """error_setg_errno: 'WHAT: strerror'."""
-    return BlockError(e.errno, f"{what}: {_strerror(e.errno)}")
-
-
 def _compressed_mask(cluster_bits: int) -> tuple[int, int, int]:
     from emulator.qcow2.l2_entry import compressed_layout
     return compressed_layout(cluster_bits)
@@ -614,7 +462,7 @@ def check_refcounts(s, res: CheckResult, fix: int) -> None:
         res.check_errors += 1
         raise BlockError(errno.EFBIG)
     res.bfi.total_clusters = -(-io.getlength(s) // c.cs)
-    imrt = _Imrt(nb_clusters)
+    imrt = Imrt(nb_clusters)
     rebuild = c.calculate_refcounts(imrt, fix)
     pre_compare = res.copy()
     rebuild2, highest = c.compare_refcounts(imrt, 0)
@@ -624,14 +472,14 @@ def check_refcounts(s, res: CheckResult, fix: int) -> None:
         fresh_leaks = 0
         _eprint("Rebuilding refcount structure")
         try:
-            c.rebuild(imrt)
+            rebuild_refcount_structure(s, imrt)
         except BlockError as e:
             from emulator.report import error_report
             error_report(e.message)
             raise
         res.corruptions = 0
         res.leaks = 0
-        imrt = _Imrt(imrt.size)
+        imrt = Imrt(imrt.size)
         c.calculate_refcounts(imrt, 0)
         if fix & FIX_LEAKS:
             saved = res.copy()
@@ -664,120 +512,18 @@ def _assign(dst: CheckResult, src: CheckResult) -> None:
         setattr(dst, name, value)
 
 
-def _add_result(out: CheckResult, src: CheckResult, allocation_info: bool) -> None:
-    """qcow2_add_check_result."""
-    out.corruptions += src.corruptions
-    out.leaks += src.leaks
-    out.check_errors += src.check_errors
-    out.corruptions_fixed += src.corruptions_fixed
-    out.leaks_fixed += src.leaks_fixed
-    if allocation_info:
-        out.image_end_offset = src.image_end_offset
-        out.bfi = FragInfo(**vars(src.bfi))
-
-
-def _table_error(s, offset: int, entries: int) -> Optional[BlockError]:
-    """qcow2_validate_table for the snapshot table."""
-    from emulator.qcow2.snapshot_table import ENTRY_HEADER_SIZE, MAX_SNAPSHOTS
-    if entries > MAX_SNAPSHOTS:
-        return BlockError(errno.EFBIG, "snapshot table too large")
-    if (1 << 63) - 1 - entries * ENTRY_HEADER_SIZE < offset or offset & (s.cluster_size - 1):
-        return BlockError(errno.EINVAL, "snapshot table offset invalid")
-    return None
-
-
-def _report_err(prefix: str, e: BlockError) -> None:
-    """error_reportf_err: 'PROG: PREFIXmessage' then the hint, if any."""
-    from emulator.report import error_report
-    error_report(prefix + e.message)
-    if e.hint:
-        sys.stderr.write(e.hint)
-        sys.stderr.flush()
-
-
-def _check_read_snapshot_table(s, res: CheckResult, fix: int) -> None:
-    """qcow2_check_read_snapshot_table: (re)read the table, noting broken entries."""
-    from emulator.qcow2.snapshot_table import MAX_SNAPSHOTS, read_snapshots
-    try:
-        nb, offset = struct.unpack(">IQ", io.pread(s.file, 60, 12))
-    except BlockError as e:
-        res.check_errors += 1
-        _eprint("ERROR failed to read the snapshot table pointer from the image header: "
-                f"{_strerror(e.errno)}")
-        raise
-    s.snapshots_offset, s.nb_snapshots = offset, nb
-    reduced = 0
-    if nb > MAX_SNAPSHOTS and fix & FIX_ERRORS:
-        _eprint(f"Discarding {nb - MAX_SNAPSHOTS} overhanging snapshots")
-        reduced += nb - MAX_SNAPSHOTS
-        s.nb_snapshots = MAX_SNAPSHOTS
-    err = _table_error(s, s.snapshots_offset, s.nb_snapshots)
-    if err is not None:
-        res.check_errors += 1
-        _report_err("ERROR ", err)
-        if s.nb_snapshots > MAX_SNAPSHOTS:
-            sys.stderr.write(f"You can force-remove all {s.nb_snapshots - MAX_SNAPSHOTS} "
-                             "overhanging snapshots with qemu-img check -r all\n")
-        s.snapshots_offset = s.nb_snapshots = 0
-        s.snapshots, s.snapshots_size = [], 0
-        raise err
-    try:
-        table = read_snapshots(s, bool(fix & FIX_ERRORS))
-    except BlockError as e:
-        res.check_errors += 1
-        _report_err("ERROR failed to read the snapshot table: ", e)
-        s.snapshots_offset = s.nb_snapshots = 0
-        s.snapshots, s.snapshots_size = [], 0
-        raise
-    s.snapshots, s.snapshots_size = table.snapshots, table.size
-    s.nb_snapshots = len(table.snapshots)
-    reduced += table.nb_clusters_reduced
-    res.corruptions += reduced + table.extra_data_dropped
-    if reduced:
-        try:
-            io.pwrite(s.file, 60, struct.pack(">I", s.nb_snapshots))
-            io.flush(s.file)
-        except BlockError as e:
-            res.check_errors += 1
-            _eprint(f"ERROR failed to update the snapshot count in the image header: "
-                    f"{_strerror(e.errno)}")
-            raise
-        res.corruptions_fixed += reduced
-        res.corruptions -= reduced
-    if s.qcow_version >= 3:
-        for i, sn in enumerate(s.snapshots):
-            if sn.extra_data_size < 16:
-                res.corruptions += 1
-                _eprint(f"{'Repairing' if fix & FIX_ERRORS else 'ERROR'} snapshot table "
-                        f"entry {i} is incomplete")
-
-
-def _check_fix_snapshot_table(s, res: CheckResult, fix: int) -> None:
-    """qcow2_check_fix_snapshot_table: rewrite the table when it had to be repaired."""
-    from emulator.qcow2.snapshot_table import write_snapshots
-    if res.corruptions and fix & FIX_ERRORS:
-        try:
-            write_snapshots(s, s.snapshots)
-        except BlockError as e:
-            res.check_errors += 1
-            _eprint(f"ERROR failed to update snapshot table: {_strerror(e.errno)}")
-            raise
-        res.corruptions_fixed += res.corruptions
-        res.corruptions = 0
-
-
 def check(s, fix: int = 0) -> CheckResult:
     """qcow2_co_check_locked: check (and with ``fix`` repair) the open image ``s``."""
     result = CheckResult()
     snapshot_res = CheckResult()
     refcount_res = CheckResult()
-    _check_read_snapshot_table(s, snapshot_res, fix)
+    check_read_snapshot_table(s, snapshot_res, fix)
     try:
         check_refcounts(s, refcount_res, fix)
     finally:
-        _add_result(result, refcount_res, True)
-    _check_fix_snapshot_table(s, snapshot_res, fix)
-    _add_result(result, snapshot_res, False)
+        add_result(result, refcount_res, True)
+    check_fix_snapshot_table(s, snapshot_res, fix)
+    add_result(result, snapshot_res, False)
     if fix and result.check_errors == 0 and result.corruptions == 0:
         s.mark_clean()
         s.mark_consistent()

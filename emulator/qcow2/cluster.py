@@ -48,7 +48,7 @@ def _clz32(v: int) -> int:
 
 def subcluster_range_type(s, entry: int, bitmap: int, sc_from: int) -> tuple[int, ST]:
     """(count of subclusters from sc_from with the same type, type); count < 0 if invalid."""
-    t = l2e.subcluster_type(entry, bitmap, sc_from, s.extended_l2)
+    t = l2e.subcluster_type(entry, bitmap, sc_from, s.extended_l2, s.has_data_file)
     if t == ST.INVALID:
         return -errno.EINVAL, t
     if not s.extended_l2 or t == ST.COMPRESSED:
@@ -117,13 +117,18 @@ def get_host_offset(s, offset: int, nbytes: int) -> tuple[int, int, ST]:
         sc_index = (offset >> s.subcluster_bits) & (s.subclusters_per_cluster - 1)
         entry, bitmap = l2e.get_entry(table, l2_index, s.extended_l2)
         nb_clusters = -(-bytes_needed // cs)
-        t = l2e.subcluster_type(entry, bitmap, sc_index, s.extended_l2)
+        t = l2e.subcluster_type(entry, bitmap, sc_index, s.extended_l2, s.has_data_file)
         if s.qcow_version < 3 and t in (ST.ZERO_PLAIN, ST.ZERO_ALLOC):
             s.signal_corruption(True, f"Zero cluster entry found in pre-v3 image "
                                       f"(L2 offset: {c_hex(l2_offset)}, "
                                       f"L2 index: {c_hex(l2_index)})")
             raise BlockError(errno.EIO)
         if t == ST.COMPRESSED:
+            if s.has_data_file:
+                s.signal_corruption(True, f"Compressed cluster entry found in image with "
+                                          f"external data file (L2 offset: {c_hex(l2_offset)}, "
+                                          f"L2 index: {c_hex(l2_index)})")
+                raise BlockError(errno.EIO)
             host = entry
         elif t in (ST.ZERO_ALLOC, ST.NORMAL, ST.UNALLOCATED_ALLOC):
             hc = entry & l2e.L2E_OFFSET_MASK
@@ -131,7 +136,12 @@ def get_host_offset(s, offset: int, nbytes: int) -> tuple[int, int, ST]:
             if hc & (cs - 1):
                 s.signal_corruption(True, f"Cluster allocation offset {c_hex(hc)} unaligned "
                                           f"(L2 offset: {c_hex(l2_offset)}, "
-                                      f"L2 index: {c_hex(l2_index)})")
+                                          f"L2 index: {c_hex(l2_index)})")
+                raise BlockError(errno.EIO)
+            if s.has_data_file and host != offset:
+                s.signal_corruption(True, f"External data file host cluster offset {c_hex(hc)} "
+                                          f"does not match guest cluster offset: "
+                                          f"{c_hex(offset - oic)}, L2 index: {c_hex(l2_index)})")
                 raise BlockError(errno.EIO)
         try:
             sc = count_contiguous_subclusters(s, nb_clusters, sc_index, table, l2_index)
@@ -194,14 +204,14 @@ def calculate_l2_meta(s, host_cluster_offset: int, guest_offset: int, nbytes: in
             if t != ST.NORMAL or first_sc + cnt <= last_sc:
                 skip_cow = False
         else:
-            t = l2e.subcluster_type(entry, bitmap, 0, ext)
+            t = l2e.subcluster_type(entry, bitmap, 0, ext, s.has_data_file)
         if t == ST.INVALID:
             raise _invalid_entry(s, guest_offset, l2_index + i)
     if skip_cow:
         return None
     entry, bitmap = l2e.get_entry(table, l2_index, ext)
     sc_index = (guest_offset >> scb) & (spc - 1)
-    t = l2e.subcluster_type(entry, bitmap, sc_index, ext)
+    t = l2e.subcluster_type(entry, bitmap, sc_index, ext, s.has_data_file)
     if not keep_old:
         if t == ST.COMPRESSED:
             cow_start_from = 0
@@ -217,7 +227,7 @@ def calculate_l2_meta(s, host_cluster_offset: int, guest_offset: int, nbytes: in
     l2_index += nb_clusters - 1
     entry, bitmap = l2e.get_entry(table, l2_index, ext)
     sc_index = ((guest_offset + nbytes - 1) >> scb) & (spc - 1)
-    t = l2e.subcluster_type(entry, bitmap, sc_index, ext)
+    t = l2e.subcluster_type(entry, bitmap, sc_index, ext, s.has_data_file)
     sub = s.subcluster_size
     if not keep_old:
         if t == ST.COMPRESSED:
@@ -238,7 +248,7 @@ def calculate_l2_meta(s, host_cluster_offset: int, guest_offset: int, nbytes: in
 
 
 def cluster_needs_new_alloc(s, entry: int) -> bool:
-    t = l2e.cluster_type(entry, s.extended_l2)
+    t = l2e.cluster_type(entry, s.extended_l2, s.has_data_file)
     if t in (l2e.ClusterType.NORMAL, l2e.ClusterType.ZERO_ALLOC):
         return not entry & l2e.OFLAG_COPIED
     return True
@@ -297,7 +307,10 @@ def handle_alloc(s, guest_offset: int, host_offset: int, nbytes: int, metas: lis
     nb_clusters = _nb_clusters_for(s, guest_offset, nbytes)
     _, table, l2_index = get_cluster_table(s, guest_offset)
     nb_clusters = count_single_write_clusters(s, nb_clusters, table, l2_index, True)
-    if host_offset == INV_OFFSET:
+    if s.has_data_file:
+        # host offsets in an external data file are the guest offsets
+        alloc_offset = guest_offset & ~(cs - 1)
+    elif host_offset == INV_OFFSET:
         alloc_offset = alloc_clusters(s, nb_clusters * cs)
     else:
         alloc_offset = host_offset & ~(cs - 1)
@@ -360,8 +373,9 @@ def _cow_write(s, offset: int, data: bytes) -> None:
     from emulator.block import io
     from emulator.qcow2.overlap import pre_write_overlap_check
     if data:
-        pre_write_overlap_check(s, 0, offset, len(data))
-        io.pwrite(s.file, offset, data)
+        if not s.has_data_file:
+            pre_write_overlap_check(s, 0, offset, len(data))
+        io.pwrite(s.data_file, offset, data)
 
 
 def link_l2(s, m: L2Meta) -> None:
@@ -395,7 +409,7 @@ def link_l2(s, m: L2Meta) -> None:
 
 def abort_meta(s, m: L2Meta) -> None:
     from emulator.qcow2.allocator import free_clusters
-    if not m.keep_old_clusters:
+    if not s.has_data_file and not m.keep_old_clusters:
         free_clusters(s, m.alloc_offset, m.nb_clusters << s.cluster_bits, DISCARD_NEVER)
 
 
@@ -407,7 +421,7 @@ def _discard_in_l2_slice(s, offset: int, nb_clusters: int, dtype: int, full: boo
     for i in range(nb_clusters):
         entry, bitmap = l2e.get_entry(table, l2_index + i, ext)
         new_entry, new_bitmap = entry, bitmap
-        ctype = l2e.cluster_type(entry, ext)
+        ctype = l2e.cluster_type(entry, ext, s.has_data_file)
         if full:
             new_entry = new_bitmap = 0
         elif s.backing is not None or ctype in (l2e.ClusterType.COMPRESSED, l2e.ClusterType.NORMAL,
@@ -449,7 +463,7 @@ def _zero_in_l2_slice(s, offset: int, nb_clusters: int, flags: int) -> int:
     dirty = False
     for i in range(nb_clusters):
         entry, bitmap = l2e.get_entry(table, l2_index + i, ext)
-        ctype = l2e.cluster_type(entry, ext)
+        ctype = l2e.cluster_type(entry, ext, s.has_data_file)
         unmap = ctype == l2e.ClusterType.COMPRESSED or (
             bool(flags & BDRV_REQ_MAY_UNMAP) and ctype in allocated)
         new_entry = 0 if unmap else entry
@@ -473,7 +487,7 @@ def _zero_l2_subclusters(s, offset: int, nb_subclusters: int) -> None:
     l2_offset, table, l2_index = get_cluster_table(s, offset)
     sc = (offset >> s.subcluster_bits) & 31
     entry, bitmap = l2e.get_entry(table, l2_index, True)
-    if l2e.cluster_type(entry, True) == l2e.ClusterType.COMPRESSED:
+    if l2e.cluster_type(entry, True, s.has_data_file) == l2e.ClusterType.COMPRESSED:
         raise BlockError(errno.ENOTSUP)
     new = (bitmap | l2e.sub_zero_range(sc, sc + nb_subclusters)) & ~l2e.sub_alloc_range(sc, sc + nb_subclusters)
     if new != bitmap:
@@ -482,6 +496,9 @@ def _zero_l2_subclusters(s, offset: int, nb_subclusters: int) -> None:
 
 
 def subcluster_zeroize(s, offset: int, nbytes: int, flags: int) -> None:
+    if s.data_file_raw:
+        from emulator.block import io
+        io.pwrite_zeroes(s.data_file, offset, nbytes, flags)
     end = offset + nbytes
     if s.qcow_version < 3:
         if s.backing is None:

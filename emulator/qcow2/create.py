@@ -5,7 +5,7 @@ with string (or already typed) values: size, compat, backing_file,
 backing_fmt, cluster_size, preallocation, lazy_refcounts, refcount_bits,
 extended_l2, compression_type, data_file, data_file_raw, encrypt.*.
 The backing file is only recorded, never opened (checking it is the command
-line's job). Raises BlockError with QEMU's message; on failure the file is
+line's job); an external data file is created (empty) and sized with the image. Raises BlockError with QEMU's message; on failure the file is
 removed, as QEMU does.
 
 The image is made the way QEMU makes it: a header cluster and a refcount
@@ -66,13 +66,19 @@ def create(filename: str, opts: dict) -> None:
     """Create a qcow2 image at ``filename`` (see the module docstring)."""
     from emulator.block.file import FileNode
     FileNode.create(filename, 0, "off")
+    created = [filename]
     try:
+        data_file = opts.get("data_file")
+        if data_file:
+            FileNode.create(data_file, 0, "off")
+            created.append(data_file)
         _create(filename, opts)
     except BaseException:
-        try:
-            os.unlink(filename)
-        except OSError:
-            pass
+        for name in created:
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
         raise
 
 
@@ -129,11 +135,11 @@ def _create(filename: str, opts: dict) -> None:
     if data_file_raw and backing_file:
         raise BlockError(errno.EINVAL, "Backing file and data-file-raw cannot be used at the "
                                        "same time")
-    if data_file:
-        if version < 3:
-            raise BlockError(errno.EINVAL, "External data files are only supported with "
-                             "compatibility level 1.1 and above (use version=v3 or greater)")
-        raise BlockError(errno.ENOTSUP, "qcowlab does not model external data files")
+    if data_file_raw and prealloc == "off":
+        prealloc = "metadata"
+    if data_file and version < 3:
+        raise BlockError(errno.EINVAL, "External data files are only supported with "
+                         "compatibility level 1.1 and above (use version=v3 or greater)")
     compression_type = hdr.COMPRESSION_ZLIB
     if ctype_name and ctype_name != "zlib":
         if version < 3:
@@ -143,12 +149,14 @@ def _create(filename: str, opts: dict) -> None:
     if encrypt:
         raise BlockError(errno.ENOTSUP, "qcowlab does not model encrypted qcow2 images")
     _write_image(filename, size, version, cluster_bits, refcount_order, lazy, extended_l2,
-                 compression_type, prealloc, backing_file, backing_fmt)
+                 compression_type, prealloc, backing_file, backing_fmt, data_file,
+                 data_file_raw)
 
 
 def _write_image(filename: str, size: int, version: int, cluster_bits: int,
                  refcount_order: int, lazy: bool, extended_l2: bool, compression_type: int,
-                 prealloc: str, backing_file: Optional[str], backing_fmt: Optional[str]) -> None:
+                 prealloc: str, backing_file: Optional[str], backing_fmt: Optional[str],
+                 data_file: Optional[str], data_file_raw: bool) -> None:
     from emulator.block import io
     from emulator.block.file import FileNode
     from emulator.qcow2.allocator import alloc_clusters
@@ -164,6 +172,10 @@ def _write_image(filename: str, size: int, version: int, cluster_bits: int,
         h.incompatible_features |= hdr.INCOMPAT_COMPRESSION
     if extended_l2:
         h.incompatible_features |= hdr.INCOMPAT_EXTL2
+    if data_file:
+        h.incompatible_features |= hdr.INCOMPAT_DATA_FILE
+    if data_file_raw:
+        h.autoclear_features |= hdr.AUTOCLEAR_DATA_FILE_RAW
     # the minimal header is written with the v3 layout whatever the version
     v3 = hdr.Header(**{**h.__dict__, "version": 3})
     raw = v3.pack()
@@ -175,11 +187,13 @@ def _write_image(filename: str, size: int, version: int, cluster_bits: int,
         table = struct.pack(">Q", 2 * cs) + bytes(2 * cs - 8)
         io.pwrite(file, cs, table)
         file.unmap = False
-        node = Qcow2.open(file, {}, False, None)
+        node = Qcow2.open(file, {"data-file": data_file} if data_file else {}, False, None)
         node.unmap = False
         io.refresh_total_sectors(node)
         if alloc_clusters(node, 3 * cs) != 0:
             raise BlockError(errno.EIO, "Huh, first cluster in empty image is already in use?")
+        if data_file:
+            node.image_data_file = data_file
         node.update_header()
         try:
             io.truncate(node, size, exact=False, prealloc=prealloc)
@@ -187,6 +201,7 @@ def _write_image(filename: str, size: int, version: int, cluster_bits: int,
             raise BlockError(e.errno, f"Could not resize image: {e.message}")
         if backing_file:
             node.change_backing_file(backing_file, backing_fmt)
+        io.flush(node)
         node.drv_close()
     finally:
         file.drv_close()

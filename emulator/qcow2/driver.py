@@ -219,6 +219,7 @@ class Qcow2(BlockNode):
             head_area = io.pread(self.file, 0, cs)
         self._read_extensions(head_area, h.header_length, ext_end)
         no_io = bool(options.get("x-no-io"))
+        self._open_data_file(options, no_io)
         if self.crypt_method == CRYPT_AES and not no_io:
             raise BlockError(errno.EINVAL, "Parameter 'encrypt.key-secret' is required for cipher")
         if self.crypt_method == CRYPT_LUKS and not self.crypto_header_seen and not no_io:
@@ -326,6 +327,29 @@ class Qcow2(BlockNode):
             else:
                 # QEMU keeps unknown extensions in a list it prepends to
                 self.unknown_extensions.insert(0, (magic, payload))
+
+    def _open_data_file(self, options: dict, no_io: bool) -> None:
+        """The external data file child, opened as qcow2_do_open does."""
+        self.has_data_file = bool(self.incompatible_features & hdr.INCOMPAT_DATA_FILE)
+        self.data_file_raw = bool(self.autoclear_features & hdr.AUTOCLEAR_DATA_FILE_RAW)
+        self.data_file = self.file
+        if no_io:
+            return
+        name = options.get("data-file")
+        if self.has_data_file:
+            name = name or self.image_data_file
+            if not name:
+                raise BlockError(errno.EINVAL, "'data-file' is required for this image")
+            from emulator.block.file import FileNode
+            node = FileNode(name, self.read_only)
+            node.unmap = getattr(self.file, "unmap", False)
+            _io().refresh_total_sectors(node)
+            self.data_file = node
+        elif name:
+            raise BlockError(errno.EINVAL, "'data-file' can only be set for images with an "
+                                           "external data file")
+        elif self.data_file_raw:
+            raise BlockError(errno.EINVAL, "data-file-raw requires a data file")
 
     def _bitmaps_extension(self, payload: bytes) -> None:
         """The bitmaps extension, validated as qcow2_read_extensions does; without the
@@ -499,7 +523,7 @@ class Qcow2(BlockNode):
             elif t == ST.COMPRESSED:
                 out += self._read_compressed(host, offset, cur)
             else:
-                out += io.pread(self.file, host, cur)
+                out += io.pread(self.data_file, host, cur)
             length -= cur
             offset += cur
         return bytes(out)
@@ -530,7 +554,8 @@ class Qcow2(BlockNode):
         while length and error is None:
             cur, host, metas = alloc_host_offset(self, offset, min(length, INT_MAX))
             try:
-                pre_write_overlap_check(self, 0, host, cur)
+                if not self.has_data_file:
+                    pre_write_overlap_check(self, 0, host, cur)
             except BlockError as e:
                 error = e
                 for m in metas:
@@ -542,7 +567,7 @@ class Qcow2(BlockNode):
             try:
                 self._handle_alloc_space(metas)
                 if not self._merge_cow(offset, cur, chunk, metas):
-                    io.pwrite(self.file, host, chunk)
+                    io.pwrite(self.data_file, host, chunk)
             except BlockError as e:
                 error = e
                 for m in metas:
@@ -573,7 +598,7 @@ class Qcow2(BlockNode):
     def _handle_alloc_space(self, metas: list) -> None:
         from emulator.qcow2.overlap import pre_write_overlap_check
         io = _io()
-        if not self.file.supports_zero_flags & BDRV_REQ_NO_FALLBACK:
+        if not self.data_file.supports_zero_flags & BDRV_REQ_NO_FALLBACK:
             return
         for m in metas:
             if not m.cow_start.nb_bytes and not m.cow_end.nb_bytes:
@@ -583,9 +608,10 @@ class Qcow2(BlockNode):
                 continue
             start = m.alloc_offset + m.cow_start.offset
             nb = m.cow_end.offset + m.cow_end.nb_bytes - m.cow_start.offset
-            pre_write_overlap_check(self, 0, start, nb)
+            if not self.has_data_file:
+                pre_write_overlap_check(self, 0, start, nb)
             try:
-                io.pwrite_zeroes(self.file, start, nb, BDRV_REQ_NO_FALLBACK)
+                io.pwrite_zeroes(self.data_file, start, nb, BDRV_REQ_NO_FALLBACK)
             except BlockError as e:
                 if e.errno not in (errno.ENOTSUP, errno.EAGAIN):
                     raise
@@ -664,6 +690,8 @@ class Qcow2(BlockNode):
         self._check_alive()
         io = _io()
         cs = self.cluster_size
+        if self.has_data_file:
+            raise BlockError(errno.ENOTSUP)
         if not data:
             io.truncate(self.file, io.getlength(self.file), exact=False, prealloc="off")
             return
@@ -702,7 +730,7 @@ class Qcow2(BlockNode):
         mapped = None
         node = None
         if t in (ST.NORMAL, ST.ZERO_ALLOC, ST.UNALLOCATED_ALLOC):
-            mapped, node = host, self.file
+            mapped, node = host, self.data_file
             status |= BDRV_BLOCK_OFFSET_VALID
         if t in (ST.ZERO_PLAIN, ST.ZERO_ALLOC):
             status |= BDRV_BLOCK_ZERO
@@ -745,6 +773,8 @@ class Qcow2(BlockNode):
         if not self.read_only and not self.dead:
             self.write_caches()
             self.mark_clean()
+        if self.data_file is not None and self.data_file is not self.file:
+            self.data_file.drv_close()
 
     # ----------------------------------------------------------------- info
     def get_specific_info(self) -> dict:
@@ -758,10 +788,12 @@ class Qcow2(BlockNode):
         info = {"compat": "1.1", "compression-type": ctype,
                 "lazy-refcounts": bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS),
                 "refcount-bits": self.refcount_bits}
+        if self.image_data_file:
+            info["data-file"] = self.image_data_file
+        if self.has_data_file:
+            info["data-file-raw"] = self.data_file_raw
         if self.crypt_method == CRYPT_AES:
             info["encrypt"] = {"format": "aes"}
         info["corrupt"] = bool(self.incompatible_features & hdr.INCOMPAT_CORRUPT)
         info["extended-l2"] = self.extended_l2
-        if self.image_data_file:
-            info["data-file"] = self.image_data_file
         return info

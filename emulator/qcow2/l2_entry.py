@@ -7,8 +7,8 @@ API summary:
   ``sub_alloc_range(x, y)``, ``sub_zero_range(x, y)`` (subclusters x..y-1).
 - ``ClusterType`` and ``SubclusterType`` enums (QEMU's QCow2ClusterType and
   QCow2SubclusterType).
-- ``cluster_type(entry, extended)`` and
-  ``subcluster_type(entry, bitmap, sc_index, extended)``: QEMU's
+- ``cluster_type(entry, extended, data_file=False)`` and
+  ``subcluster_type(entry, bitmap, sc_index, extended, data_file=False)``: QEMU's
   qcow2_get_cluster_type / qcow2_get_subcluster_type (INVALID checks the whole
   bitmap, not only subcluster sc_index).
 - ``compressed_layout(cluster_bits)`` -> (csize_shift, csize_mask,
@@ -78,20 +78,24 @@ def entry_size(extended: bool) -> int:
     return 16 if extended else 8
 
 
-def cluster_type(entry: int, extended: bool) -> ClusterType:
-    """Type of the whole cluster from its descriptor (external data files not modelled)."""
+def cluster_type(entry: int, extended: bool, data_file: bool = False) -> ClusterType:
+    """Type of the whole cluster from its descriptor; with an external data file
+    offset 0 is a valid host offset when the COPIED flag is set."""
     if entry & OFLAG_COMPRESSED:
         return ClusterType.COMPRESSED
     if entry & OFLAG_ZERO and not extended:
         return ClusterType.ZERO_ALLOC if entry & L2E_OFFSET_MASK else ClusterType.ZERO_PLAIN
     if not entry & L2E_OFFSET_MASK:
+        if data_file and entry & OFLAG_COPIED:
+            return ClusterType.NORMAL
         return ClusterType.UNALLOCATED
     return ClusterType.NORMAL
 
 
-def subcluster_type(entry: int, bitmap: int, sc_index: int, extended: bool) -> SubclusterType:
+def subcluster_type(entry: int, bitmap: int, sc_index: int, extended: bool,
+                    data_file: bool = False) -> SubclusterType:
     """Type of subcluster ``sc_index`` (always 0 without extended L2)."""
-    ctype = cluster_type(entry, extended)
+    ctype = cluster_type(entry, extended, data_file)
     if ctype == ClusterType.COMPRESSED:
         return SubclusterType.COMPRESSED
     if not extended:

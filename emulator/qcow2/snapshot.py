@@ -60,7 +60,7 @@ def update_snapshot_refcount(s, l1_offset: int, l1_size: int, addend: int) -> No
                 old_entry, bitmap = l2e.get_entry(table, j, ext)
                 entry = old_entry & ~l2e.OFLAG_COPIED
                 offset = entry & l2e.L2E_OFFSET_MASK
-                ctype = l2e.cluster_type(entry, ext)
+                ctype = l2e.cluster_type(entry, ext, s.has_data_file)
                 if ctype == l2e.ClusterType.COMPRESSED:
                     if addend:
                         coff, csize = l2e.compressed_host_range(entry, s.cluster_bits)
@@ -144,6 +144,8 @@ def _validate_snapshot_l1(s, sn) -> None:
 
 def snapshot_create(s, name: str, date_sec: int, date_nsec: int, vm_clock_nsec: int,
                     icount: int, vm_state_size: int = 0) -> str:
+    if s.has_data_file:
+        raise BlockError(errno.ENOTSUP)
     from emulator.qcow2.allocator import alloc_clusters
     from emulator.qcow2.cluster import cluster_discard
     from emulator.qcow2.overlap import pre_write_overlap_check
@@ -168,6 +170,8 @@ def snapshot_create(s, name: str, date_sec: int, date_nsec: int, vm_clock_nsec: 
 
 
 def snapshot_goto(s, id_or_name: str) -> None:
+    if s.has_data_file:
+        raise BlockError(errno.ENOTSUP)
     from emulator.qcow2.l1_table import grow_l1_table
     from emulator.qcow2.overlap import OL_ACTIVE_L1, pre_write_overlap_check
     from emulator.report import error_report
@@ -197,6 +201,8 @@ def snapshot_goto(s, id_or_name: str) -> None:
 
 
 def snapshot_delete(s, snapshot_id, name) -> None:
+    if s.has_data_file:
+        raise BlockError(errno.ENOTSUP)
     from emulator.qcow2.allocator import free_clusters
     from emulator.qcow2.snapshot_table import write_snapshots
     index = find_snapshot(s, snapshot_id, name)

@@ -51,9 +51,9 @@ def preallocate(s, offset: int, new_length: int, mode: str) -> None:
         nbytes -= cur
         offset += cur
     io = _io()
-    file_length = io.getlength(s.file)
+    file_length = io.getlength(s.data_file)
     if host + cur > file_length:
-        io.truncate(s.file, host + cur, exact=False,
+        io.truncate(s.data_file, host + cur, exact=False,
                     prealloc="off" if mode == "metadata" else mode)
 
 
@@ -96,7 +96,12 @@ def truncate(s, offset: int, exact: bool, prealloc: str, flags: int) -> None:
             grow_l1_table(s, new_l1_size, True)
         except BlockError as e:
             raise BlockError(e.errno, f"Failed to grow the L1 table: {e.message}")
-    if prealloc == "metadata":
+        if s.data_file_raw and prealloc == "off":
+            prealloc = "metadata"
+    if prealloc == "off":
+        if s.has_data_file:
+            io.truncate(s.data_file, offset, exact=exact, prealloc="off")
+    elif prealloc == "metadata" or s.has_data_file:
         preallocate(s, old_length, offset, prealloc)
     elif prealloc in ("falloc", "full"):
         if _preallocate_data(s, old_length, offset, prealloc, flags):

@@ -39,7 +39,7 @@ def make_sut(kind: str):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.difftest")
     ap.add_argument("--seeds", default="0:50", help="A:B range of seeds")
-    ap.add_argument("--sut", default="inproc", choices=["inproc", "fork", "scripts", "qemu", "io-only"])
+    ap.add_argument("--sut", default="fork", choices=["inproc", "fork", "scripts", "qemu", "io-only"])
     ap.add_argument("--script", type=Path, help="run the qemu-img/qemu-io lines of a file")
     ap.add_argument("--handmade", action="store_true", help="run the hand-made sequences")
     ap.add_argument("--shrink", action="store_true", help="shrink each diverging sequence")

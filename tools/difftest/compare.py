@@ -1,6 +1,7 @@
 """Run a sequence on two runners and list every difference."""
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -70,7 +71,6 @@ def _first_diff(a: bytes, b: bytes) -> str:
 
 
 def _diff_text(label: str, a: str, b: str) -> str:
-    import difflib
     lines = difflib.unified_diff(a.splitlines(), b.splitlines(), "qemu", "ours", lineterm="", n=1)
     return f"{label}:\n" + "\n".join("    " + ln for ln in lines)
 

@@ -49,6 +49,25 @@ def make_base(name: str, workdir: Path) -> bytes:
     return (workdir / IMG).read_bytes()
 
 
+def repro(base: str, original: bytes, mutated: bytes) -> str:
+    """Shell lines rebuilding ``mutated`` from scratch: QEMU creates the base, python pokes."""
+    opts, cmds = BASES[base]
+    lines = [f"qemu-img create -q -f qcow2 -o {opts} {IMG} 2M",
+             "qemu-io -f qcow2 " + " ".join(f"-c '{c}'" for c in cmds) + f" {IMG} >/dev/null"]
+    i, n = 0, min(len(original), len(mutated))
+    while i < n:
+        if original[i] == mutated[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and original[j] != mutated[j]:
+            j += 1
+        lines.append(f"python3 -c \"f=open('{IMG}','r+b');f.seek({i:#x});"
+                     f"f.write(bytes.fromhex('{mutated[i:j].hex()}'))\"")
+        i = j
+    return "\n".join(lines)
+
+
 @dataclass
 class Layout:
     """Where the metadata of an image lives."""

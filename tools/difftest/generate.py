@@ -265,6 +265,24 @@ def io_command_write(ch: Chooser, geo: Geometry) -> str:
     return f"write -P {pat:#x} {off} {n}"
 
 
+def img_probe(ch: Chooser, geo: Geometry) -> Step:
+    """A qemu-img command that looks at the image between qemu-io runs."""
+    top, fmt = geo.name, geo.fmt
+    off = offset(ch, geo)
+    return ch.choice([
+        img_step("map", "-f", fmt, top),
+        img_step("map", "--output=json", "--start-offset", str(off),
+                 "--max-length", str(length(ch, geo, off, cap=64 * MiB)), top),
+        img_step("info", "-f", fmt, top),
+        img_step("info", "--output=json", top),
+        img_step("info", "--backing-chain", top),
+        img_step("check", top) if fmt == "qcow2" else img_step("map", top),
+        img_step("check", "-r", ch.choice(["leaks", "all"]), top) if fmt == "qcow2"
+        else img_step("info", top),
+        img_step("check", "--output=json", top) if fmt == "qcow2" else img_step("info", top),
+    ])
+
+
 def random_sequence(ch: Chooser, label: str = "") -> Sequence:
     """A whole differential test: backing chain, top image, 1-3 qemu-io runs, probes."""
     steps, backing = backing_chain(ch)
@@ -274,13 +292,9 @@ def random_sequence(ch: Chooser, label: str = "") -> Sequence:
     steps += s
     for _ in range(ch.integer(1, 4)):
         steps.append(populate(ch, geo, 6))
-        if ch.chance(0.15):
-            steps.append(ch.choice([
-                img_step("map", "-f", top_fmt, top),
-                img_step("info", "-f", top_fmt, top),
-                img_step("check", top) if top_fmt == "qcow2" else img_step("map", top),
-                img_step("info", "--output=json", top),
-            ]))
+        if ch.chance(0.2):
+            steps.append(img_probe(ch, geo))
     if backing is not None and ch.chance(0.2):
-        steps.append(img_step("compare", top, backing.name))
+        steps.append(img_step("compare", *ch.choice([[], ["-s"], ["-f", top_fmt, "-F", backing.fmt]]),
+                              top, backing.name))
     return Sequence(steps, top, top_fmt, label)
