@@ -160,7 +160,25 @@ CONVERT = [
     "convert -n --target-image-opts s.qcow2 driver=qcow2,file.filename=t.qcow2",
     "convert -n -O qcow2 s.qcow2 s.qcow2", "convert -O qcow2 s.qcow2 s.qcow2",
     "convert -O qcow2 s.qcow2 file:o.qcow2", "convert -n s.qcow2 file:s.qcow2",
+    "convert -C -f raw r.raw o.raw", "convert -C -O qcow2 -f raw r.raw o.qcow2",
+    "convert -C -O qcow2 s.qcow2 o.qcow2", "convert -C -n s.qcow2 t.qcow2",
 ]
+
+
+# Copy offloading falls back to read/write at a compressed cluster; which later
+# chunks are still offloaded depends on the number of coroutines (-m).
+COMPRESSED_RUNS = " ".join(f"-c 'write -P 0 {i * 64}k 64k' -c 'write -z {(i + 1) * 64}k 64k'"
+                           for i in range(2, 24, 2))
+
+
+@pytest.mark.parametrize("first", ["-P 0", "-c -P 7"], ids=["data-first", "compressed-first"])
+@pytest.mark.parametrize("args", ["convert -C -m 1 -O qcow2 c.qcow2 o.qcow2",
+                                  "convert -C -m 3 -O qcow2 c.qcow2 o.qcow2",
+                                  "convert -C c.qcow2 o.raw"])
+def test_convert_copy_offloading_fallback(tmp_path, first, args):
+    setup = (f"qemu-img create -f qcow2 c.qcow2 2M && qemu-io -c 'write {first} 0 64k' "
+             f"-c 'write -c -P 7 64k 64k' {COMPRESSED_RUNS} c.qcow2")
+    check(tmp_path, setup, args, alloc=("o.raw",))
 
 
 @pytest.mark.parametrize("setup", [PLAIN, EXTL2], ids=["plain", "extl2"])
@@ -203,7 +221,7 @@ CONVERT_ERRORS = [
     "convert -O qcow2 -o help", "convert -o help", "convert -n -o size=1 s.qcow2 o",
     "convert --target-image-opts -O qcow2 s.qcow2 o", "convert -n s.qcow2 nonexist",
     "convert -n --target-is-zero s.qcow2 o", "convert --skip-broken-bitmaps s.qcow2 o",
-    "convert --bitmaps s.qcow2 o", "convert -C -c s.qcow2 o", "convert --foo s.qcow2 o",
+    "convert --bitmaps s.qcow2 o", "convert -C -c s.qcow2 o", "convert -C -S 0 s.qcow2 o", "convert --foo s.qcow2 o",
     "convert -l snap s.qcow2 o", "convert -l snap s.qcow2 s.qcow2 o",
     "convert -l snapshot.x=1 s.qcow2 o", "convert -f raw s.qcow2 o",
     "convert --image-opts -f qcow2 s.qcow2 o",

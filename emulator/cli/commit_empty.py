@@ -21,7 +21,8 @@ def make_empty(s) -> None:
     l1_clusters = -(-s.l1_size // (cs // 8))
     simple = (s.qcow_version >= 3 and not s.nb_snapshots
               and not (getattr(s, "bitmaps_extension", None) and s.autoclear_features & 1)
-              and 3 + l1_clusters <= s.refcount_block_size and s.crypt_method != 2)
+              and 3 + l1_clusters <= s.refcount_block_size and s.crypt_method != 2
+              and not getattr(s, "has_data_file", False))
     if simple:
         _make_completely_empty(s, l1_clusters)
         return

@@ -43,6 +43,7 @@ class ConvertState:
     buf_sectors: int = 4096
     cluster_sectors: int = 0
     compressed: bool = False
+    copy_range: Optional[object] = None
     has_zero_init: bool = False
     target_has_backing: bool = False
     target_backing_sectors: int = -1
@@ -246,7 +247,9 @@ def do_copy(s: ConvertState) -> None:
         sector_num += n
     s.sector_next_status = 0
     sector_num = 0
+    chunk = -1
     while sector_num < s.total_sectors:
+        chunk += 1
         n = _iteration_sectors(s, sector_num)
         status = s.status
         if not s.min_sparse and status == BLK_ZERO:
@@ -255,6 +258,10 @@ def do_copy(s: ConvertState) -> None:
             s.allocated_done += n
             if s.progress is not None:
                 s.progress.print(100.0 * s.allocated_done / s.allocated_sectors, 0)
+        if status == BLK_DATA and s.copy_range is not None \
+                and s.copy_range.copy(s, chunk, sector_num, n):
+            sector_num += n
+            continue
         buf = b""
         if status == BLK_DATA:
             try:

@@ -210,6 +210,7 @@ class Run:
             total_sectors=total_sectors, min_sparse=a.min_sparse,
             buf_sectors=min(32768, max(4096, getattr(target, "pdiscard_alignment", 0) // 512)),
             cluster_sectors=cluster_size // 512, compressed=a.compressed,
+            copy_range=_copy_range(a),
             has_zero_init=a.has_zero_init, target_has_backing=has_backing,
             salvage=a.salvage, quiet=a.quiet, progress=self.progress)
         s.alignment = max(_pow2floor(a.min_sparse), -(-target.request_alignment // 512))
@@ -222,6 +223,14 @@ class Run:
         except ConvertError:
             return False
         return True
+
+
+def _copy_range(a):
+    """The -C offloading state, or None without -C."""
+    if not a.copy_range:
+        return None
+    from emulator.cli.convert_copy_range import CopyRange
+    return CopyRange(a.num_coroutines)
 
 
 def _pow2floor(n: int) -> int:

@@ -1,8 +1,7 @@
 """qemu-img convert (img_convert): option checks, sources, target creation and opening.
 
-The copy itself is :mod:`emulator.cli.convert_copy`.  Not modelled: -C (copy
-offloading) and --bitmaps on a source that has bitmaps; both are refused with
-a message instead of approximated.
+The copy itself is :mod:`emulator.cli.convert_copy`.  Not modelled: --bitmaps
+on a source that has bitmaps, refused with a message instead of approximated.
 """
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ class _Args:
     compressed = copy_range = quiet = salvage = has_zero_init = bitmaps = False
     skip_broken = explicit_min_sparse = False
     min_sparse = 8
+    num_coroutines = 8
     args: List[str] = []
 
 
@@ -83,6 +83,7 @@ def _parse(argv: List[str]) -> Optional[_Args]:
                 error_report("Invalid number of coroutines. Allowed number of coroutines is "
                              f"between 1 and {MAX_COROUTINES}")
                 return None
+            a.num_coroutines = value
         elif c == "r":
             if parse_size_arg("rate limit", g.optarg) < 0:
                 return None
@@ -129,9 +130,6 @@ def img_convert(argv: List[str]) -> int:
         return 1
     if a.src_cache not in CACHE_MODES:
         error_report(f"Invalid source cache option: {a.src_cache}")
-        return 1
-    if a.copy_range:
-        error_report("qcowlab does not model copy offloading (-C)")
         return 1
     from emulator.cli.progress import Progress
     progress = Progress(a.progress and not a.quiet, 1.0)

@@ -10,7 +10,7 @@ from emulator.cli.getopt import Getopt
 from emulator.cli.io_cmds import (
     OPEN, REOPEN, SECTOR, TRUNCATE, IoSession, SignalRaised, errstr, usage,
 )
-from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
+from emulator.cli.io_fmt import cvtnum, out, print_cvtnum_err
 from emulator.cli.qemuopts import OptsError, QemuOpts
 from emulator.report import error_report
 from emulator.units import cvtstr

@@ -513,7 +513,12 @@ def _assign(dst: CheckResult, src: CheckResult) -> None:
 
 
 def check(s, fix: int = 0) -> CheckResult:
-    """qcow2_co_check_locked: check (and with ``fix`` repair) the open image ``s``."""
+    """bdrv_co_check + qcow2_co_check_locked: check (and with ``fix`` repair) image ``s``.
+
+    An image made unusable by a fatal corruption event fails with ENOMEDIUM.
+    """
+    if s.dead:
+        raise BlockError(errno.ENOMEDIUM)
     result = CheckResult()
     snapshot_res = CheckResult()
     refcount_res = CheckResult()
