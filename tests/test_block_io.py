@@ -351,3 +351,34 @@ def test_image_in_use_by_qemu(tmp_path) -> None:
         close_image(node)
     finally:
         holder.communicate("quit\n", timeout=30)
+
+
+def test_copy_on_read_matches_qemu_io_C(tmp_path) -> None:
+    """Reads through a copy-on-read node copy whole clusters up, as `qemu-io -C` does."""
+    reads = [(0, 65536), (61440, 102400), (2 << 20, 131072), (3143680, 204800), (5000, 1)]
+    images = {}
+    for side in ("qemu", "ours"):
+        d = tmp_path / side
+        d.mkdir()
+        base, top = str(d / "base.qcow2"), str(d / "top.qcow2")
+        assert run("qemu-img", "create", "-f", "qcow2", base, "4M").returncode == 0
+        assert run("qemu-io", "-c", "write -P 1 0 1M", "-c", "write -z 2M 64k",
+                   "-c", "write -P 3 3M 100k", base).returncode == 0
+        assert run("qemu-img", "create", "-f", "qcow2", "-o", "extended_l2=on", "-b",
+                   "base.qcow2", "-F", "qcow2", top).returncode == 0
+        assert run("qemu-io", "-c", "write -P 2 100k 10k", top).returncode == 0
+        images[side] = top
+    argv = ["qemu-io", "-C"]
+    for off, length in reads:
+        argv += ["-c", f"read {off} {length}"]
+    assert run(*argv, images["qemu"]).returncode == 0
+    node = open_image(images["ours"], unmap=True, copy_on_read=True)
+    assert io.pread(node, 0, 65536) == b"\x01" * 65536
+    for off, length in reads[1:]:
+        io.pread(node, off, length)
+    close_image(node)
+    same_bytes(images["qemu"], images["ours"])
+    with pytest.raises(BlockError) as e:
+        open_image(images["ours"], read_only=True, copy_on_read=True)
+    p = run("qemu-io", "-C", "-r", "-c", "read 0 1", images["qemu"])
+    assert p.stderr == f"qemu-io: can't open device {images['qemu']}: {e.value.message}\n"

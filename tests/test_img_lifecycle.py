@@ -162,6 +162,7 @@ CONVERT = [
     "convert -O qcow2 s.qcow2 file:o.qcow2", "convert -n s.qcow2 file:s.qcow2",
     "convert -C -f raw r.raw o.raw", "convert -C -O qcow2 -f raw r.raw o.qcow2",
     "convert -C -O qcow2 s.qcow2 o.qcow2", "convert -C -n s.qcow2 t.qcow2",
+    "convert -n -f raw r.raw r.raw", "convert -U -n -f raw r.raw r.raw",
 ]
 
 
@@ -221,7 +222,8 @@ CONVERT_ERRORS = [
     "convert -O qcow2 -o help", "convert -o help", "convert -n -o size=1 s.qcow2 o",
     "convert --target-image-opts -O qcow2 s.qcow2 o", "convert -n s.qcow2 nonexist",
     "convert -n --target-is-zero s.qcow2 o", "convert --skip-broken-bitmaps s.qcow2 o",
-    "convert --bitmaps s.qcow2 o", "convert -C -c s.qcow2 o", "convert -C -S 0 s.qcow2 o", "convert --foo s.qcow2 o",
+    "convert --bitmaps s.qcow2 o", "convert -C -c s.qcow2 o", "convert -C -S 0 s.qcow2 o",
+    "convert --foo s.qcow2 o",
     "convert -l snap s.qcow2 o", "convert -l snap s.qcow2 s.qcow2 o",
     "convert -l snapshot.x=1 s.qcow2 o", "convert -f raw s.qcow2 o",
     "convert --image-opts -f qcow2 s.qcow2 o",
@@ -254,6 +256,7 @@ REBASE = [
     "rebase -t foo -b n.qcow2 s.qcow2", "rebase -T foo -b n.qcow2 s.qcow2",
     "rebase -b n.qcow2 -F qcow2 nonexist", "rebase --foo s.qcow2",
     "rebase -f raw -b n.qcow2 -F qcow2 n.raw", "rebase -u -b n.qcow2 -F qcow2 n.raw",
+    "rebase -b s.qcow2 -F qcow2 s.qcow2",
 ]
 
 

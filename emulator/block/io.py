@@ -20,6 +20,8 @@ getlength; ``supported_write_flags`` [0];
 ``max_pwrite_zeroes`` / ``max_pdiscard`` [0 = unlimited]; ``unmap`` [False]
 (QEMU's BDRV_O_UNMAP open flag: discards are ignored without it);
 ``detect_zeroes`` ["off"] ("on"/"unmap": all-zero writes become zero writes);
+``copy_on_read`` [False] (reads copy unallocated data up from the backing chain);
+``cluster_size`` [0] (copy-on-read works in whole clusters when set);
 ``supports_backing`` [False]; ``probed`` [False].
 """
 from __future__ import annotations
@@ -45,6 +47,8 @@ REQUEST_MAX_BYTES = REQUEST_MAX_SECTORS << 9
 MAX_LENGTH = INT64_MAX // (1 << 30) * (1 << 30)
 #: MAX_BOUNCE_BUFFER of block/io.c
 MAX_BOUNCE_BUFFER = 32768 << 9
+#: BDRV_REQ_COPY_ON_READ (internal to the read path)
+REQ_COPY_ON_READ = 0x1
 
 
 def _min_non_zero(a: int, b: int) -> int:
@@ -144,8 +148,13 @@ def _has_children(node: BlockNode) -> bool:
 
 # ----------------------------------------------------------------- read
 
-def _aligned_preadv(node: BlockNode, offset: int, length: int, align: int) -> bytes:
-    """bdrv_aligned_preadv: zero-fill what lies past the node's end."""
+def _aligned_preadv(node: BlockNode, offset: int, length: int, align: int,
+                    flags: int = 0) -> bytes:
+    """bdrv_aligned_preadv: copy-on-read if asked, zero-fill what lies past the node's end."""
+    if flags & REQ_COPY_ON_READ:
+        allocated, pnum = is_allocated(node, offset, length)
+        if not allocated or pnum != length:
+            return _copy_on_readv(node, offset, length)
     max_transfer = _align_down(_min_non_zero(node.max_transfer, INT_MAX), align)
     total = getlength(node)
     max_bytes = _round_up(max(0, total - offset), align)
@@ -172,6 +181,41 @@ def _driver_preadv(node: BlockNode, offset: int, length: int) -> bytes:
     return bytes(data)
 
 
+def _copy_on_readv(node: BlockNode, offset: int, length: int) -> bytes:
+    """bdrv_co_do_copy_on_readv: read whole clusters, writing unallocated ones back."""
+    cluster = getattr(node, "cluster_size", 0)
+    if cluster:
+        cluster_offset = _align_down(offset, cluster)
+        cluster_bytes = _round_up(offset - cluster_offset + length, cluster)
+    else:
+        cluster_offset, cluster_bytes = offset, length
+    skip = offset - cluster_offset
+    max_transfer = _min_non_zero(node.max_transfer, REQUEST_MAX_BYTES)
+    out = bytearray()
+    while cluster_bytes:
+        try:
+            allocated, pnum = is_allocated(node, cluster_offset, min(cluster_bytes, max_transfer))
+        except BlockError:
+            allocated, pnum = False, min(cluster_bytes, max_transfer)
+        if not allocated and not pnum:
+            break
+        if not allocated:
+            pnum = min(pnum, MAX_BOUNCE_BUFFER)
+            bounce = _driver_preadv(node, cluster_offset, pnum)
+            if (type(node).drv_pwrite_zeroes is not BlockNode.drv_pwrite_zeroes
+                    and not any(bounce)):
+                _do_pwrite_zeroes(node, cluster_offset, pnum, 0)
+            else:
+                node.drv_pwritev(cluster_offset, bounce, 0)
+            out += bounce[skip:skip + min(pnum - skip, length - len(out))]
+        else:
+            out += _driver_preadv(node, offset + len(out), min(pnum - skip, length - len(out)))
+        cluster_offset += pnum
+        cluster_bytes -= pnum
+        skip = 0
+    return bytes(out)
+
+
 def pread(node: BlockNode, offset: int, length: int, flags: int = 0) -> bytes:
     """bdrv_co_preadv (blk_co_preadv on a node with a BlockBackend)."""
     _blk_check(node, offset, length)
@@ -179,13 +223,15 @@ def pread(node: BlockNode, offset: int, length: int, flags: int = 0) -> bytes:
     align = node.request_alignment
     if length == 0 and offset % align:
         return b""
+    if getattr(node, "copy_on_read", False):
+        flags |= REQ_COPY_ON_READ
     head = offset % align
     tail = (offset + length) % align
     if not head and not tail:
-        return _aligned_preadv(node, offset, length, align)
+        return _aligned_preadv(node, offset, length, align, flags)
     start = offset - head
     end = _round_up(offset + length, align)
-    data = _aligned_preadv(node, start, end - start, align)
+    data = _aligned_preadv(node, start, end - start, align, flags)
     return data[head:head + length]
 
 

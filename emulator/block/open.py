@@ -70,14 +70,16 @@ def _reject_unknown(options: dict, driver: str) -> None:
 
 
 def _common_options(options: dict, unmap: bool, read_only: bool,
-                    force_share: bool) -> tuple[bool, str]:
-    """bdrv_open_common's checks of 'force-share', 'discard' and 'detect-zeroes'.
+                    force_share: bool, copy_on_read: bool = False) -> tuple[bool, str]:
+    """bdrv_open_common's checks of 'force-share', copy-on-read, 'discard', 'detect-zeroes'.
 
     Returns (BDRV_O_UNMAP, detect_zeroes); the effective 'discard' stays in
     ``options`` for the driver to see.
     """
     if force_share and not read_only:
         raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
+    if copy_on_read and read_only:
+        raise BlockError(errno.EINVAL, "Can't use copy-on-read on read-only device")
     value = options.setdefault("discard", "unmap" if unmap else "ignore")
     if value in ("unmap", "on"):
         unmap = True
@@ -104,19 +106,22 @@ def probe_format(file: BlockNode, filename: str) -> str:
 
 def open_image(filename: str, fmt: Optional[str] = None, *, read_only: bool = False,
                options: Optional[dict] = None, no_backing: bool = False,
-               force_share: bool = False, unmap: bool = False) -> BlockNode:
+               force_share: bool = False, unmap: bool = False,
+               copy_on_read: bool = False) -> BlockNode:
     """Open ``filename`` as a root node with a BlockBackend (qemu-img/qemu-io's blk_new_open).
 
     ``unmap`` is QEMU's BDRV_O_UNMAP (qemu-io always sets it; qemu-img only for
     commit and sparse convert); ``options['discard']`` overrides it.
     ``force_share`` (or ``options['force-share']``) shares all permissions,
-    so image locks held by other users do not conflict.
+    so image locks held by other users do not conflict. ``copy_on_read`` is
+    BDRV_O_COPY_ON_READ (qemu-io -C).
     """
     options = dict(options or {})
     share = options.pop("force-share", None)
     force_share = force_share or share in (True, "on")
     node = _open_node(filename, fmt, read_only=read_only, options=options,
-                      no_backing=no_backing, unmap=unmap, force_share=force_share)
+                      no_backing=no_backing, unmap=unmap, force_share=force_share,
+                      copy_on_read=copy_on_read)
     node.blk = BlockBackend(node)
     return node
 
@@ -156,7 +161,8 @@ def _in_chain(file: BlockNode, chain: list[BlockNode]) -> bool:
 
 def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: dict,
                no_backing: bool, unmap: bool, force_share: bool = False,
-               chain: Optional[list[BlockNode]] = None) -> BlockNode:
+               chain: Optional[list[BlockNode]] = None,
+               copy_on_read: bool = False) -> BlockNode:
     from emulator.block.locking import PERM_CONSISTENT_READ as CR, PERM_RESIZE as RS, \
         PERM_WRITE as W
     if fmt is not None and fmt not in FORMATS and fmt != "file":
@@ -177,7 +183,7 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
     try:
         if probed:
             fmt = probe_format(file, filename)
-        flags = _common_options(options, unmap, read_only, force_share)
+        flags = _common_options(options, unmap, read_only, force_share, copy_on_read)
         if fmt == "qcow":
             from emulator.block.qcow1 import open_error
             raise open_error(file)
@@ -215,6 +221,7 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
         node.unmap, node.detect_zeroes = flags
         node.probed = probed
         node.force_share = force_share
+        node.copy_on_read = copy_on_read
         _reject_unknown(options, fmt)
         io.refresh_total_sectors(node)
     except BaseException:

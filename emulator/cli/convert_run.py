@@ -170,10 +170,11 @@ class Run:
                          'Failed to get "write" lock')
             self._lock_hint()
             return False
-        message = create_image(self.a.out_fmt, self.out_filename, opts)
-        if message is not None:
-            error_report(f"{self.out_filename}: error while converting {self.a.out_fmt}: "
-                         f"{message}")
+        failure = create_image(self.a.out_fmt, self.out_filename, opts)
+        if failure is not None:
+            from emulator.cli.errors import report_err
+            report_err(f"{self.out_filename}: error while converting {self.a.out_fmt}: "
+                       f"{failure[0]}", failure[1])
             return False
         return True
 
@@ -186,7 +187,7 @@ class Run:
             error_report(f"Invalid cache option: {a.cache}")
             return False
         image_opts = a.tgt_image_opts if a.skip_create else False
-        if not image_opts and self._locked_by_source():
+        if not image_opts and self._locked_by_source():  # sources are opened BDRV_O_NO_SHARE
             error_report(f"Could not open '{self.out_filename}': Failed to get \"write\" lock")
             self._lock_hint()
             return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from emulator.cli.img_common import error_exit, img_getopt, parse_size_arg
 from emulator.report import error_report
@@ -62,7 +62,8 @@ def img_commit(argv: List[str]) -> int:
         meter.end()
         close(top)
     if err is not None:
-        error_report(err)
+        from emulator.cli.errors import report_err
+        report_err(*err)
         return 1
     if not quiet:
         sys.stdout.write("Image committed.\n")
@@ -75,9 +76,9 @@ def _find_base(top, filename: str, base: Optional[str]):
         if top.backing is None:
             return "Image does not have a backing file"
         return top.backing, top
-    from emulator.cli.img_rebase import _find_backing_image
+    from emulator.cli.img_rebase import find_backing_image
     from emulator.block.open import backing_full_path
-    found = _find_backing_image(top, backing_full_path(top.filename, base))
+    found = find_backing_image(top, backing_full_path(top.filename, base))
     if found is None:
         return f"Did not find '{base}' in the backing chain of '{filename}'"
     overlay = top
@@ -86,23 +87,24 @@ def _find_base(top, filename: str, base: Optional[str]):
     return found, overlay
 
 
-def _commit(top, filename: str, base: Optional[str], drop: bool, meter) -> Optional[str]:
-    """The job and the emptying; an error message, or None."""
+def _commit(top, filename: str, base: Optional[str], drop: bool,
+            meter) -> Optional[Tuple[str, str]]:
+    """The job and the emptying; an error (message, hint), or None."""
     from emulator.block.node import BlockError
     from emulator.cli import commit_mirror
     found = _find_base(top, filename, base)
     if isinstance(found, str):
-        return found
+        return found, ""
     base_node, overlay = found
     from emulator.block.open import reopen_read_write
     try:
         reopen_read_write(base_node)
     except BlockError as e:
-        return e.message
+        return e.message, e.hint
     try:
         commit_mirror.run(top, base_node, overlay)
     except BlockError as e:
-        return f"Block job failed: {os.strerror(e.errno)}"
+        return f"Block job failed: {os.strerror(e.errno)}", ""
     meter.print(100.0, 0)
     if not drop:
         try:
@@ -114,5 +116,5 @@ def _commit(top, filename: str, base: Optional[str], drop: bool, meter) -> Optio
                 outside(top)
         except BlockError as e:
             if e.errno != errno.ENOTSUP:  # a format that cannot be emptied is fine
-                return e.message
+                return e.message, e.hint
     return None

@@ -99,9 +99,10 @@ def _dd(dd: _Dd, src, out_fmt: str):
         size = dd.count * dd.bsz
     beyond = "skip" in dd.given and (dd.skip > INT64_MAX // dd.bsz or size < dd.bsz * dd.skip)
     opts.set_number("size", 0 if beyond else size - dd.bsz * dd.skip)
-    message = create_image(out_fmt, dd.outfile, opts)
-    if message is not None:
-        error_report(f"{dd.outfile}: error while creating output image: {message}")
+    failure = create_image(out_fmt, dd.outfile, opts)
+    if failure is not None:
+        from emulator.cli.errors import report_err
+        report_err(f"{dd.outfile}: error while creating output image: {failure[0]}", failure[1])
         return False, None
     target = img_open(False, dd.outfile, out_fmt, read_only=False)
     if target is None:

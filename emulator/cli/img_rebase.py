@@ -94,19 +94,20 @@ def _open_new_backing(a: _Args, bs):
     from emulator.block.node import BlockError
     from emulator.block.open import backing_full_path, open_image
     real_path = backing_full_path(bs.filename, a.out_baseimg)
-    prefix = _find_backing_image(bs, real_path)
+    prefix = find_backing_image(bs, real_path)
     if prefix is not None:
         return prefix, prefix, False
     try:
         node = open_image(real_path, a.out_basefmt, read_only=True,
                           force_share=a.force_share)
     except BlockError as e:
-        error_report(f"Could not open new backing file '{a.out_baseimg}': {e.message}")
+        from emulator.cli.errors import report_err
+        report_err(f"Could not open new backing file '{a.out_baseimg}': {e.message}", e.hint)
         return None
     return node, None, True
 
 
-def _find_backing_image(bs, path: str):
+def find_backing_image(bs, path: str):
     """bdrv_find_backing_image: the node of bs's chain whose file is ``path``."""
     from emulator.block.open import backing_full_path
     wanted = os.path.realpath(path) if os.path.exists(path) else None

@@ -95,7 +95,8 @@ def _resize(node, n: int, relative: int, prealloc: str, shrink: bool, quiet: boo
     try:
         io.truncate(node, total, exact=True, prealloc=prealloc)
     except BlockError as e:
-        error_report(e.message)
+        from emulator.cli.errors import report_err
+        report_err(e.message, e.hint)
         return 1
     if not quiet:
         sys.stdout.write("Image resized.\n")

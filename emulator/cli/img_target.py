@@ -1,7 +1,7 @@
 """Creating the output image of qemu-img convert/dd (bdrv_create with a format's options)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from emulator.report import error_report
 
@@ -30,8 +30,8 @@ def target_opts(fmt: str, filename: str, unknown_format: str):
     return QemuOpts(create_opts.append(create_opts.FORMATS[fmt], create_opts.FILE))
 
 
-def create_image(fmt: str, filename: str, opts) -> Optional[str]:
-    """bdrv_create: make the image; the driver's error message, or None on success."""
+def create_image(fmt: str, filename: str, opts) -> Optional[Tuple[str, str]]:
+    """bdrv_create: make the image; the driver's (message, hint), or None on success."""
     from emulator.block.node import BlockError
     values: dict = {}
     for opt in opts.opts:
@@ -44,5 +44,5 @@ def create_image(fmt: str, filename: str, opts) -> Optional[str]:
             from emulator.block.raw import create
         create(filename[5:] if filename.startswith("file:") else filename, values)
     except BlockError as e:
-        return e.message
+        return e.message, e.hint
     return None

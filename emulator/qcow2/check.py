@@ -53,6 +53,7 @@ class _Checker:
         self.res = res
         self.cs = s.cluster_size
         self.extended = bool(s.extended_l2)
+        self.data_file = bool(getattr(s, "has_data_file", False))
         self.l2_entries = self.cs // entry_size(self.extended)
 
     # ------------------------------------------------ in-memory refcounts
@@ -130,7 +131,7 @@ class _Checker:
         next_contiguous = 0
         for i in range(self.l2_entries):
             entry, bitmap = get_entry(table, i, self.extended)
-            ctype = cluster_type(entry, self.extended)
+            ctype = cluster_type(entry, self.extended, self.data_file)
             if ctype != ClusterType.COMPRESSED and entry & L2E_STD_RESERVED_MASK:
                 _eprint(f"ERROR found l2 entry with reserved bits set: {entry:x}")
                 res.corruptions += 1
@@ -141,6 +142,10 @@ class _Checker:
                             "never be set for compressed clusters")
                     entry &= ~OFLAG_COPIED
                     res.corruptions += 1
+                if self.data_file:
+                    _eprint(f"ERROR compressed cluster {i} with data file, entry=0x{entry:x}")
+                    res.corruptions += 1
+                    continue
                 if bitmap:
                     _eprint(f"ERROR compressed cluster {i} with non-zero subcluster "
                             f"allocation bitmap, entry=0x{entry:x}")
@@ -179,7 +184,8 @@ class _Checker:
                     if next_contiguous and offset != next_contiguous:
                         res.bfi.fragmented_clusters += 1
                     next_contiguous = offset + self.cs
-                self.inc_refcounts(imrt, offset, self.cs)
+                if not self.data_file:
+                    self.inc_refcounts(imrt, offset, self.cs)
             elif ctype == ClusterType.UNALLOCATED:
                 if bitmap & BITMAP_ALL_ALLOC:
                     res.corruptions += 1
@@ -237,6 +243,10 @@ class _Checker:
                 _eprint(f"{'Repairing' if fix & FIX_ERRORS else 'ERROR'} refcount block "
                         f"{i} is outside image")
                 if fix & FIX_ERRORS:
+                    if offset > (1 << 63) - 1 - self.cs:
+                        rebuild = True
+                        _eprint(f"ERROR could not resize image: {_strerror(errno.EINVAL)}")
+                        continue
                     try:
                         io.truncate(s.file, offset + self.cs, False, "off")
                         size = io.getlength(s.file)
@@ -268,6 +278,9 @@ class _Checker:
         s, res = self.s, self.res
         self.inc_refcounts(imrt, 0, self.cs)
         self.check_l1(imrt, s.l1_table_offset, s.l1_size, True, fix, True)
+        if self.data_file and s.nb_snapshots:
+            _eprint(f"ERROR {s.nb_snapshots} snapshots in image with data file")
+            res.corruptions += 1
         for sn in s.snapshots:
             if sn.l1_table_offset & (self.cs - 1):
                 _eprint(f"ERROR snapshot {sn.id_str} ({sn.name}) l1_offset="
@@ -404,13 +417,17 @@ class _Checker:
             dirty = 0
             for j in range(self.l2_entries):
                 entry, _bitmap = get_entry(table, j, self.extended)
-                if cluster_type(entry, self.extended) not in (ClusterType.NORMAL,
-                                                               ClusterType.ZERO_ALLOC):
+                if cluster_type(entry, self.extended, self.data_file) not in (
+                        ClusterType.NORMAL, ClusterType.ZERO_ALLOC):
                     continue
-                try:
-                    count = self._stored_refcount((entry & L2E_OFFSET_MASK) >> s.cluster_bits)
-                except BlockError:
-                    continue
+                if self.data_file:
+                    count = 1
+                else:
+                    try:
+                        count = self._stored_refcount(
+                            (entry & L2E_OFFSET_MASK) >> s.cluster_bits)
+                    except BlockError:
+                        continue
                 if (count == 1) != bool(entry & OFLAG_COPIED):
                     res.corruptions += 1
                     _eprint(f"{'Repairing' if repair else 'ERROR'} OFLAG_COPIED data cluster: "

@@ -267,7 +267,14 @@ class Qcow2(BlockNode):
         self.refcount_cache = TableCache(self, "refcount", MIN_REFCOUNT_CACHE_SIZE, cs)
 
     def write_caches(self) -> None:
-        """qcow2_write_caches: L2 tables, then refcount blocks."""
+        """qcow2_write_caches: L2 tables, then refcount blocks unless the image is
+        dirty (lazy refcounts: they are only written when it is marked clean)."""
+        self.l2_cache.flush()
+        if not self.incompatible_features & hdr.INCOMPAT_DIRTY:
+            self.refcount_cache.flush()
+
+    def flush_all_caches(self) -> None:
+        """Both caches written back whatever the dirty bit (close, option update)."""
         self.l2_cache.flush()
         self.refcount_cache.flush()
 
@@ -771,7 +778,7 @@ class Qcow2(BlockNode):
         """qcow2_close: write the caches back, clear the dirty bit (not after a fatal
         corruption event: QEMU then has no driver left to close)."""
         if not self.read_only and not self.dead:
-            self.write_caches()
+            self.flush_all_caches()
             self.mark_clean()
         if self.data_file is not None and self.data_file is not self.file:
             self.data_file.drv_close()

@@ -119,7 +119,7 @@ def truncate(s, offset: int, exact: bool, prealloc: str, flags: int) -> None:
     s.size = offset
     s.file_write(24, struct.pack(">Q", offset))
     # qcow2_update_options: the caches are flushed and made anew for the new size
-    s.write_caches()
+    s.flush_all_caches()
     s._create_caches()
 
 

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.difftest")
     ap.add_argument("--seeds", default="0:50", help="A:B range of seeds")
     ap.add_argument("--sut", default="fork", choices=["inproc", "fork", "scripts", "qemu", "io-only"])
-    ap.add_argument("--script", type=Path, help="run the qemu-img/qemu-io lines of a file")
+    ap.add_argument("--script", type=Path, nargs="+",
+                    help="run the qemu-img/qemu-io lines of these files (e.g. tools/difftest/repros/*.sh)")
     ap.add_argument("--handmade", action="store_true", help="run the hand-made sequences")
     ap.add_argument("--shrink", action="store_true", help="shrink each diverging sequence")
     ap.add_argument("--keep", action="store_true", help="keep scratch dirs of passing runs")
@@ -50,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = (int(x) for x in args.seeds.split(":"))
     ref, sut = qemu_runner(), make_sut(args.sut)
     failed = []
-    seqs = [parse_script(args.script.read_text(), str(args.script))] if args.script else \
+    seqs = [parse_script(f.read_text(), str(f)) for f in args.script] if args.script else \
         HANDMADE if args.handmade else [
         random_sequence(RandomChooser(seed), f"seed {seed}") for seed in range(lo, hi)]
-    for seed, seq in enumerate(seqs, 0 if args.handmade else lo):
+    for seed, seq in enumerate(seqs, 0 if args.handmade or args.script else lo):
         base = SCRATCH / f"cli-{os.getpid()}-{seed}"
         out = differential(seq, ref, sut, base, args.keep, not args.no_extents)
         if out.ok:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(out.report(), end="\n\n", flush=True)
     n = len(seqs)
-    what = "hand-made #" if args.handmade else "seeds "
+    what = "scripts #" if args.script else "hand-made #" if args.handmade else "seeds "
     print(f"{n} sequences, {n - len(failed)} identical, {len(failed)} diverging"
           + (f": {what}{failed}" if failed else ""))
     return 1 if failed else 0

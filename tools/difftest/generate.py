@@ -161,7 +161,7 @@ def io_command(ch: Chooser, geo: Geometry) -> str:
     kind = ch.choice(["write"] * 6 + ["zero"] * 3 + ["compress"] * (2 if geo.fmt == "qcow2" else 0)
                      + ["discard"] * 2 + ["read"] * 4 + ["dump", "map", "alloc", "length",
                                                          "truncate", "plain", "writev", "readv",
-                                                         "misc"])
+                                                         "misc", "bulk"])
     off = offset(ch, geo)
     if kind == "write":
         n = length(ch, geo, off)
@@ -169,6 +169,11 @@ def io_command(ch: Chooser, geo: Geometry) -> str:
         geo.fill(off, n, pat)
         flag = "-f " if ch.chance(0.05) else ""
         return f"write {flag}-P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
+    if kind == "bulk":  # many clusters at once: refcount block/table and L2 growth
+        n = min(ch.choice([256 * KiB, 1 * MiB, 3 * MiB]), max(0, geo.size - off))
+        pat = ch.integer(1, 255)
+        geo.fill(off, n, pat)
+        return f"write -P {pat:#x} {off} {n}"
     if kind == "writev":
         parts = [length(ch, geo, off, cap=256 * KiB) for _ in range(ch.integer(2, 3))]
         pat = ch.integer(1, 255)
@@ -220,7 +225,8 @@ def io_command(ch: Chooser, geo: Geometry) -> str:
     if kind == "length":
         return "length"
     grow = ch.chance(0.7)
-    step = ch.choice([geo.cluster, geo.sub, 512, ch.integer(1, 4095)])
+    step = ch.choice([geo.cluster, geo.sub, 512, ch.integer(1, 4095),
+                      min(geo.l2_span * ch.integer(1, 4), 256 * MiB)])
     size = geo.size + step if grow else max(0, geo.size - step)
     geo.resize(size)
     mode = ch.choice(["off", "metadata", "falloc", "full"]) if ch.chance(0.2) else None
