@@ -382,3 +382,22 @@ def test_copy_on_read_matches_qemu_io_C(tmp_path) -> None:
         open_image(images["ours"], read_only=True, copy_on_read=True)
     p = run("qemu-io", "-C", "-r", "-c", "read 0 1", images["qemu"])
     assert p.stderr == f"qemu-io: can't open device {images['qemu']}: {e.value.message}\n"
+
+
+def test_cache_direct_aligns_file_requests(tmp_path) -> None:
+    """cache.direct=on (qemu-io -t none): file requests padded to the O_DIRECT alignment."""
+    images = {}
+    for side in ("qemu", "ours"):
+        (tmp_path / side).mkdir()
+        images[side] = str(tmp_path / side / "img.qcow2")
+        assert run("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4096",
+                   images[side], "4M").returncode == 0
+    p = run("qemu-io", "-t", "none", "-c", "write -c -P 0x4d 897024 4096",
+            "-c", "write -P 1 1000 3000", "-c", "write -z 10000 5000", images["qemu"])
+    assert p.returncode == 0
+    node = open_image(images["ours"], options={"cache.direct": "on"}, unmap=True)
+    io.pwrite_compressed(node, 897024, b"\x4d" * 4096)
+    io.pwrite(node, 1000, b"\x01" * 3000)
+    io.pwrite_zeroes(node, 10000, 5000)
+    close_image(node)
+    same_bytes(images["qemu"], images["ours"])

@@ -84,3 +84,24 @@ def _run(tmp_path, spec, steps):
 ])
 def test_snapshots_match_qemu_img(tmp_path, spec, steps):
     _run(tmp_path, spec, steps)
+
+
+@pytest.mark.parametrize("spec", ["", "-o extended_l2=on", "-o compat=0.10",
+                                  "-o cluster_size=512", "-o refcount_bits=1"])
+def test_make_empty_after_commit_matches_qemu(tmp_path, spec):
+    """Qcow2.make_empty (what qemu-img commit does to the top image afterwards)."""
+    import shutil
+    for d in ("q", "e"):
+        (tmp_path / d).mkdir()
+        subprocess.run(f"qemu-img create -f qcow2 b.qcow2 1M && "
+                       f"qemu-img create -f qcow2 {spec} -b b.qcow2 -F qcow2 t.qcow2 && "
+                       f"qemu-io -c 'write -P 1 0 64k' -c 'write -P 2 512k 4k' t.qcow2",
+                       shell=True, check=True, capture_output=True, cwd=tmp_path / d)
+    subprocess.run(["qemu-img", "commit", "t.qcow2"], check=True, capture_output=True,
+                   cwd=tmp_path / "q")
+    # the base as QEMU committed it; the top emptied by the emulator
+    shutil.copy(tmp_path / "q" / "b.qcow2", tmp_path / "e" / "b.qcow2")
+    node = open_image(str(tmp_path / "e" / "t.qcow2"), "qcow2", no_backing=True)
+    node.make_empty()
+    close_image(node)
+    assert same_image(str(tmp_path / "q" / "t.qcow2"), str(tmp_path / "e" / "t.qcow2"))

@@ -485,8 +485,8 @@ def truncate(node: BlockNode, size: int, exact: bool = False, prealloc: str = "o
 
 
 def flush(node: BlockNode) -> None:
-    """bdrv_co_flush: the node, then its file child."""
-    if node.read_only:
+    """bdrv_co_flush: the node, then its file child (nothing on a node made unusable)."""
+    if node.read_only or getattr(node, "dead", False):
         return
     node.drv_flush()
     if node.file is not None:

@@ -1,11 +1,16 @@
 """Opening images: the node tree of QEMU's bdrv_open (block.c).
 
 ``open_image`` opens the file node, probes the format when none is given
-(qcow2 by its magic, otherwise raw, with raw-format's warning on stderr for a
-writable probed image), opens the format node and, through the callback it
-hands to the qcow2 driver, the backing chain (read-only, backing names
-resolved against the image's directory). The returned root node carries a
+(qcow2 or qcow v1 by their magic, otherwise raw, with raw-format's warning on
+stderr for a writable probed image), opens the format node and, through the
+callback it hands to the qcow2 driver, the backing chain (read-only, backing
+names resolved against the image's directory). On the way it applies the
+generic options (discard, detect-zeroes, force-share, copy-on-read, file.*),
+rejects unknown ones like bdrv_open_inherit, and takes the image locks
+(emulator/block/locking.py). The returned root node carries a
 :class:`~emulator.block.backend.BlockBackend` in ``node.blk``.
+``reopen_read_write(node)`` makes a read-only node writable (commit);
+``close_image(node)`` flushes and closes the tree.
 
 Errors are ``BlockError`` whose message is QEMU's text, e.g.
 "Could not open 'x': No such file or directory" or
@@ -126,14 +131,42 @@ def open_image(filename: str, fmt: Optional[str] = None, *, read_only: bool = Fa
     return node
 
 
+def _direct_io_alignment(filename: str) -> int:
+    """raw_probe_alignment for O_DIRECT: the smallest read size the host file accepts."""
+    import mmap
+    try:
+        fd = os.open(filename, os.O_RDONLY | os.O_DIRECT)
+    except OSError as e:
+        raise BlockError(e.errno, f"Could not open '{filename}': {os.strerror(e.errno)}")
+    buf = mmap.mmap(-1, 4096)
+    try:
+        for align in (1, 512, 1024, 2048, 4096):
+            try:
+                os.preadv(fd, [memoryview(buf)[:align]], 0)
+            except OSError as e:
+                if e.errno == errno.EINVAL:
+                    continue
+            return align if align != 1 else 4096
+    finally:
+        buf.close()
+        os.close(fd)
+    raise BlockError(errno.EINVAL, "Could not find working O_DIRECT alignment",
+                     "Try cache.direct=off\n")
+
+
 def _open_file(filename: str, read_only: bool, options: dict,
                force_share: bool) -> BlockNode:
-    """The protocol node; children default to discard=unmap (bdrv_inherited_options)."""
+    """The protocol node; children default to discard=unmap (bdrv_inherited_options).
+
+    With cache.direct=on requests are aligned to what O_DIRECT accepts.
+    """
     from emulator.block.file import FileNode
     options.pop("filename", None)
     file = FileNode(filename, read_only)
     try:
         file.unmap, file.detect_zeroes = _common_options(options, True, read_only, force_share)
+        if options.get("cache.direct") in (True, "on"):
+            file.request_alignment = _direct_io_alignment(filename)
         file.use_lock = options.get("locking", "auto") != "off"
         _reject_unknown(options, "file")
         io.refresh_total_sectors(file)
@@ -177,6 +210,8 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
         file.probed = False
         return file
     file_opts = {k[5:]: options.pop(k) for k in list(options) if k.startswith("file.")}
+    if "cache.direct" in options:  # inherited by the file child unless set there
+        file_opts.setdefault("cache.direct", options["cache.direct"])
     file = _open_file(filename, read_only, file_opts, force_share)
     probed = fmt is None
     node: Optional[BlockNode] = None

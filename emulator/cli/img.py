@@ -26,9 +26,11 @@ COMMANDS = {
     "dd": "emulator.cli.img_dd",
     "commit": "emulator.cli.img_commit",
     "bench": "emulator.cli.img_bench",
+    "snapshot": "emulator.cli.img_snapshot",
+    "amend": "emulator.cli.img_amend",
 }
 #: subcommands QEMU has that qcowlab does not model
-UNMODELLED = ("amend", "bitmap", "snapshot")
+UNMODELLED = ("bitmap",)
 
 
 def main(argv: List[str]) -> int:

@@ -20,7 +20,9 @@ from typing import Optional
 
 from emulator.block.node import BDRV_REQ_MAY_UNMAP, BlockError
 from emulator.qcow2 import l2_entry as l2e
-from emulator.qcow2.allocator import alloc_bytes, alloc_clusters, alloc_clusters_at, free_any_cluster
+from emulator.qcow2.allocator import (
+    alloc_bytes, alloc_clusters, alloc_clusters_at, free_any_cluster,
+)
 from emulator.qcow2.header import INCOMPAT_DIRTY, L1E_OFFSET_MASK, c_hex
 from emulator.qcow2.l2_entry import SubclusterType as ST
 from emulator.qcow2.l2_table import get_cluster_table, l2_load
@@ -489,7 +491,8 @@ def _zero_l2_subclusters(s, offset: int, nb_subclusters: int) -> None:
     entry, bitmap = l2e.get_entry(table, l2_index, True)
     if l2e.cluster_type(entry, True, s.has_data_file) == l2e.ClusterType.COMPRESSED:
         raise BlockError(errno.ENOTSUP)
-    new = (bitmap | l2e.sub_zero_range(sc, sc + nb_subclusters)) & ~l2e.sub_alloc_range(sc, sc + nb_subclusters)
+    end = sc + nb_subclusters
+    new = (bitmap | l2e.sub_zero_range(sc, end)) & ~l2e.sub_alloc_range(sc, end)
     if new != bitmap:
         l2e.set_entry(table, l2_index, entry, new, True)
         s.l2_cache.mark_dirty(l2_offset)

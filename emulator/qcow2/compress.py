@@ -46,20 +46,25 @@ def _lib():
     if _zstd is None:
         import ctypes
 
+        fields = [("buf", ctypes.c_void_p), ("size", ctypes.c_size_t),
+                  ("pos", ctypes.c_size_t)]
+
         class Out(ctypes.Structure):
-            _fields_ = [("dst", ctypes.c_void_p), ("size", ctypes.c_size_t), ("pos", ctypes.c_size_t)]
+            _fields_ = fields
 
         class In(ctypes.Structure):
-            _fields_ = [("src", ctypes.c_void_p), ("size", ctypes.c_size_t), ("pos", ctypes.c_size_t)]
+            _fields_ = fields
 
         lib = ctypes.CDLL("libzstd.so.1")
         lib.ZSTD_createCCtx.restype = ctypes.c_void_p
         lib.ZSTD_freeCCtx.argtypes = [ctypes.c_void_p]
-        lib.ZSTD_compressStream2.argtypes = [ctypes.c_void_p, ctypes.POINTER(Out), ctypes.POINTER(In), ctypes.c_int]
+        lib.ZSTD_compressStream2.argtypes = [ctypes.c_void_p, ctypes.POINTER(Out),
+                                             ctypes.POINTER(In), ctypes.c_int]
         lib.ZSTD_compressStream2.restype = ctypes.c_size_t
         lib.ZSTD_createDCtx.restype = ctypes.c_void_p
         lib.ZSTD_freeDCtx.argtypes = [ctypes.c_void_p]
-        lib.ZSTD_decompressStream.argtypes = [ctypes.c_void_p, ctypes.POINTER(Out), ctypes.POINTER(In)]
+        lib.ZSTD_decompressStream.argtypes = [ctypes.c_void_p, ctypes.POINTER(Out),
+                                              ctypes.POINTER(In)]
         lib.ZSTD_decompressStream.restype = ctypes.c_size_t
         lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
         lib.ZSTD_isError.restype = ctypes.c_uint

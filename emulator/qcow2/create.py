@@ -5,7 +5,8 @@ with string (or already typed) values: size, compat, backing_file,
 backing_fmt, cluster_size, preallocation, lazy_refcounts, refcount_bits,
 extended_l2, compression_type, data_file, data_file_raw, encrypt.*.
 The backing file is only recorded, never opened (checking it is the command
-line's job); an external data file is created (empty) and sized with the image. Raises BlockError with QEMU's message; on failure the file is
+line's job); an external data file is created (empty) and sized with the
+image. Raises BlockError with QEMU's message; on failure the files are
 removed, as QEMU does.
 
 The image is made the way QEMU makes it: a header cluster and a refcount

@@ -18,7 +18,7 @@ API summary:
   refcount_table, header (parsed Header), incompatible_features, ...
 - ``get_specific_info()`` -> dict in QEMU's output order.
 - ``change_backing_file(name, fmt)``, ``update_header()``, ``mark_corrupt()``,
-  ``mark_consistent()``.
+  ``mark_consistent()``, ``make_empty()`` (qemu-img commit), ``write_caches()``.
 - callbacks drv_* as in :class:`emulator.block.node.BlockNode`.
 """
 from __future__ import annotations
@@ -502,6 +502,12 @@ class Qcow2(BlockNode):
         if len(buf) > cs:
             raise BlockError(errno.ENOSPC)
         self.file_write(0, buf + b"\0" * (cs - len(buf)))
+
+    def make_empty(self) -> None:
+        """bdrv_make_empty (qemu-img commit empties the committed image)."""
+        self._check_alive()
+        from emulator.qcow2.empty import make_empty
+        make_empty(self)
 
     def change_backing_file(self, backing_file: Optional[str], backing_fmt: Optional[str]) -> None:
         """qcow2_change_backing_file: store new backing file name/format in the header."""

@@ -15,6 +15,8 @@ list of :class:`emulator.qcow2.snapshot_table.Snapshot` read at open):
   resize is reported on stderr first, as QEMU does).
 - ``snapshot_delete(s, snapshot_id, name)``: raises BlockError with QEMU's
   message ("Can't find the snapshot", ...).
+- ``snapshot_load_tmp(s, snapshot_id, name)``: make a read-only node read the
+  snapshot's L1 table (qcow2_snapshot_load_tmp); BlockError with QEMU's message.
 """
 from __future__ import annotations
 
@@ -226,3 +228,18 @@ def snapshot_delete(s, snapshot_id, name) -> None:
         update_snapshot_refcount(s, s.l1_table_offset, s.l1_size, 0)
     except BlockError as e:
         raise BlockError(e.errno, f"Failed to update snapshot status in disk: {e.message}")
+
+
+def snapshot_load_tmp(s, snapshot_id, name) -> None:
+    index = find_snapshot(s, snapshot_id, name)
+    if index < 0:
+        raise BlockError(errno.ENOENT, "Can't find snapshot")
+    sn = s.snapshots[index]
+    _validate_snapshot_l1(s, sn)
+    try:
+        raw = s.file_read(sn.l1_table_offset, sn.l1_size * 8)
+    except BlockError as e:
+        raise BlockError(e.errno, "Failed to read l1 table for snapshot") from None
+    s.l1_size = sn.l1_size
+    s.l1_table_offset = sn.l1_table_offset
+    s.l1_table = list(struct.unpack(f">{sn.l1_size}Q", raw))
