@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from harness import golden
+from harness import golden, imagediff
 from harness.backends.base import Backend
 from harness.case import Case, load_case
 from harness.errors import CaseError
@@ -122,17 +122,6 @@ def _first_difference(a: str, b: str) -> tuple[int, str, str]:
     return 0, "", ""
 
 
-def _file_difference(a: Path, b: Path) -> Optional[str]:
-    da, db = a.read_bytes(), b.read_bytes()
-    if da == db:
-        return None
-    n = min(len(da), len(db))
-    for i in range(n):
-        if da[i] != db[i]:
-            return f"{a.name}: first differing byte at offset {i:#x}"
-    return f"{a.name}: sizes differ ({len(da)} vs {len(db)} bytes)"
-
-
 def _write_bad(run: _Run, case: Case, output: str) -> Path:
     bad = run.test_dir / f"{case.id}.out.bad"
     bad.write_text(output, encoding="utf-8")
@@ -176,7 +165,7 @@ def _compare_impls(case: Case, qemu: _Run, emu: _Run) -> CaseResult:
         if name not in qemu.files or name not in emu.files:
             where = "qemu" if name in qemu.files else "emulator"
             return CaseResult(case.id, "fail", f"{name} exists only on {where}")
-        msg = _file_difference(qemu.test_dir / name, emu.test_dir / name)
+        msg = imagediff.file_difference(qemu.test_dir / name, emu.test_dir / name)
         if msg:
             return CaseResult(case.id, "fail", f"images differ: {msg}", output=emu.output)
     return CaseResult(case.id, "pass", output=emu.output)
