@@ -66,23 +66,26 @@ class L2Info:
     bitmap: int
     extended: bool
     cluster_bits: int
+    data_file: bool = False
 
     @property
     def cluster_type(self) -> l2e.ClusterType:
-        return l2e.cluster_type(self.entry, self.extended)
+        return l2e.cluster_type(self.entry, self.extended, self.data_file)
 
     @property
     def host_offset(self) -> Optional[int]:
         """Host offset of the data (compressed: start of the compressed bytes)."""
         if self.cluster_type == l2e.ClusterType.COMPRESSED:
             return l2e.compressed_host_range(self.entry, self.cluster_bits)[0]
-        off = self.entry & l2e.L2E_OFFSET_MASK
-        return off or None
+        if self.cluster_type in (l2e.ClusterType.UNALLOCATED, l2e.ClusterType.ZERO_PLAIN):
+            return None
+        return self.entry & l2e.L2E_OFFSET_MASK
 
     def subcluster_map(self) -> str:
         """One letter per subcluster (see SUBCLUSTER_LETTERS); one letter without extended L2."""
         count = l2e.SUBCLUSTERS_PER_CLUSTER if self.extended else 1
-        return "".join(SUBCLUSTER_LETTERS[l2e.subcluster_type(self.entry, self.bitmap, i, self.extended)]
+        return "".join(SUBCLUSTER_LETTERS[l2e.subcluster_type(self.entry, self.bitmap, i, self.extended,
+                                                                self.data_file)]
                        for i in range(count))
 
 
@@ -148,11 +151,12 @@ class Image:
         l1 = self.l1(guest_offset)
         index = (guest_offset >> self.header.cluster_bits) % self.l2_entries
         ext = self.header.extended_l2
+        data_file = bool(self.header.incompatible_features & hdr.INCOMPAT_DATA_FILE)
         if not l1.l2_offset:
-            return L2Info(l1, index, None, 0, 0, ext, self.header.cluster_bits)
+            return L2Info(l1, index, None, 0, 0, ext, self.header.cluster_bits, data_file)
         at = l1.l2_offset + index * l2e.entry_size(ext)
         entry, bitmap = l2e.get_entry(self._read(at, l2e.entry_size(ext)), 0, ext)
-        return L2Info(l1, index, at, entry, bitmap, ext, self.header.cluster_bits)
+        return L2Info(l1, index, at, entry, bitmap, ext, self.header.cluster_bits, data_file)
 
     def refcount_location(self, host_offset: int) -> Optional[tuple[int, int]]:
         """(refcount block file offset, index in block) for a host cluster, None if no block."""
