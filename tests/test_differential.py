@@ -9,7 +9,7 @@ emulator-written qcow2 image clean.  Knobs (environment):
 - QCOWLAB_DIFF_SUT=fork|inproc|scripts|qemu  system under test (default fork:
   the emulator in process, each command in a forked child with memory/time
   limits; ``qemu`` compares QEMU with itself, validating filters and generator)
-- QCOWLAB_DIFF_HYPOTHESIS=N  examples of the hypothesis test (default 20)
+- QCOWLAB_DIFF_HYPOTHESIS=N  examples of the hypothesis test (default 10)
 - QCOWLAB_DIFF_SHRINK=1  let hypothesis shrink a divergence (minutes: every
   shrink step runs QEMU and the emulator), off by default to bound CI time
 
@@ -34,7 +34,7 @@ from tools.difftest.sequence import Sequence
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest"))
 _lo, _hi = (int(x) for x in os.environ.get("QCOWLAB_DIFF_SEEDS", "0:200").split(":"))
 SEEDS = range(_lo, _hi)
-HYPOTHESIS_EXAMPLES = int(os.environ.get("QCOWLAB_DIFF_HYPOTHESIS", "20"))
+HYPOTHESIS_EXAMPLES = int(os.environ.get("QCOWLAB_DIFF_HYPOTHESIS", "10"))
 HYPOTHESIS_SHRINK = os.environ.get("QCOWLAB_DIFF_SHRINK") == "1"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from typing import Optional
 
 from emulator.block.node import (
@@ -112,6 +113,13 @@ class FileNode(BlockNode):
             self.fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
         except OSError as e:
             raise BlockError(e.errno, f"Could not open '{path}': {os.strerror(e.errno)}")
+        mode = os.fstat(self.fd).st_mode
+        # devices are QEMU's host_device/host_cdrom, which this node stands in for
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            os.close(self.fd)
+            self.fd = -1
+            raise BlockError(errno.EINVAL,
+                             f"'file' driver requires '{path}' to be a regular file")
         self.has_discard = True
         self.has_write_zeroes = True
         self.has_fallocate = True

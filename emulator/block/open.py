@@ -43,9 +43,11 @@ def backing_full_path(image: str, backing: str) -> str:
     return image[:image.rindex("/") + 1] + backing
 
 
-#: bdrv_runtime_opts (block.c), accepted by every node; x-check is BDRV_O_CHECK
+#: bdrv_runtime_opts (block.c), accepted by every node; x-check is BDRV_O_CHECK,
+#: x-no-io BDRV_O_NO_IO
 _COMMON_OPTS = {"node-name", "driver", "cache.direct", "cache.no-flush", "read-only",
-                "auto-read-only", "detect-zeroes", "discard", "force-share", "x-check"}
+                "auto-read-only", "detect-zeroes", "discard", "force-share", "x-check",
+                "x-no-io"}
 #: runtime options of the drivers (qcow2_runtime_opts, raw_runtime_opts, file-posix's)
 _DRIVER_OPTS = {
     "qcow2": {"lazy-refcounts", "pass-discard-request", "pass-discard-snapshot",

@@ -7,6 +7,11 @@ AIO_MODES = ("threads", "native", "io_uring")
 PREALLOC_MODES = ("off", "metadata", "falloc", "full")
 
 
+def cache_nocache(mode: str) -> bool:
+    """Whether a valid cache mode sets BDRV_O_NOCACHE (cache.direct=on)."""
+    return mode in ("off", "none", "directsync")
+
+
 def cache_writethrough(mode: str) -> bool:
     """Whether a valid cache mode leaves the BlockBackend's write cache off."""
     return mode in ("directsync", "writethrough")

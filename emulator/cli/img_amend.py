@@ -119,6 +119,7 @@ def _run(node, options: str, force: bool, meter) -> int:
     from emulator.block import io
     from emulator.block.node import BlockError
     from emulator.cli.errors import report_err
+    from emulator.cli.progress import f32
     fmt = node.format_name
     if has_help_option(options):
         return _print_help(fmt)
@@ -132,7 +133,8 @@ def _run(node, options: str, force: bool, meter) -> int:
     meter.print(0.0, 0)
     try:
         from emulator.qcow2.amend import amend
-        amend(node, given, force)
+        amend(node, given, force, lambda done, total: meter.print(
+            f32(f32(100.0 * f32(done)) / total), 0))
         io.flush(node)
     except BlockError as e:
         meter.print(100.0, 0)

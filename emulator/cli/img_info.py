@@ -36,6 +36,7 @@ def query_image_info(node, filename: str) -> dict:
     from emulator.block import io as bio
     from emulator.block.open import backing_full_path
     from emulator.cli.info import driver_info, specific_info
+    from emulator.cli.snapshot_info import snapshot_infos
     info: dict = {"filename": filename, "format": node.format_name}
     cluster_size, _ = driver_info(node)
     info["dirty-flag"] = bool(getattr(node, "incompatible_features", 0) & 1)
@@ -45,12 +46,17 @@ def query_image_info(node, filename: str) -> dict:
     info["virtual-size"] = bio.getlength(node)
     if cluster_size:
         info["cluster-size"] = cluster_size
+    if getattr(node, "encrypted", False):
+        info["encrypted"] = True
     backing = getattr(node, "backing_file", None)
     if backing:
         info["backing-filename"] = backing
         info["full-backing-filename"] = backing_full_path(filename, backing)
         if getattr(node, "backing_format", None):
             info["backing-filename-format"] = node.backing_format
+    snaps = snapshot_infos(node)
+    if snaps:
+        info["snapshots"] = snaps
     spec = specific_info(node)
     if spec is not None:
         info["format-specific"] = spec
@@ -59,10 +65,13 @@ def query_image_info(node, filename: str) -> dict:
 
 def human_info(info: dict) -> str:
     from emulator.cli.qobject import human_dump
+    from emulator.cli.snapshot_info import dump_lines
     size = "unavailable" if "actual-size" not in info else size_to_str(info["actual-size"])
     lines = [f"image: {info['filename']}\n", f"file format: {info['format']}\n",
              f"virtual size: {size_to_str(info['virtual-size'])} ({info['virtual-size']} bytes)\n",
              f"disk size: {size}\n"]
+    if info.get("encrypted"):
+        lines.append("encrypted: yes\n")
     if "cluster-size" in info:
         lines.append(f"cluster_size: {info['cluster-size']}\n")
     if info.get("dirty-flag"):
@@ -74,6 +83,7 @@ def human_info(info: dict) -> str:
         lines.append(line + "\n")
         if "backing-filename-format" in info:
             lines.append(f"backing file format: {info['backing-filename-format']}\n")
+    lines.append(dump_lines(info.get("snapshots", [])))
     if "format-specific" in info:
         lines.append("Format specific information:\n")
         lines.append(human_dump(info["format-specific"]["data"]))
@@ -92,7 +102,7 @@ def collect(image_opts: bool, filename: str, fmt: Optional[str], chain: bool,
             return None
         seen.add(name)
         node = img_open(image_opts, name, fmt, read_only=True, force_share=force_share,
-                        no_backing=True)
+                        no_backing=True, no_io=True)
         if node is None:
             return None
         try:

@@ -87,8 +87,11 @@ def strip_file_protocol(name: Optional[str]) -> Optional[str]:
 
 
 def open_options(name: Optional[str], options: dict, read_only: bool, force_share: bool,
-                 no_backing: bool = False, unmap: bool = False):
-    """blk_new_open(name, options): the root node; raises BlockError with QEMU's text."""
+                 no_backing: bool = False, unmap: bool = False, copy_on_read: bool = False):
+    """blk_new_open(name, options): the root node; raises BlockError with QEMU's text.
+
+    ``copy_on_read`` is BDRV_O_COPY_ON_READ.
+    """
     from emulator.block.node import BlockError
     from emulator.block.open import open_image
     opts = dict(options)
@@ -118,13 +121,16 @@ def open_options(name: Optional[str], options: dict, read_only: bool, force_shar
                 raise BlockError(errno.EINVAL, "Must specify either driver or file")
             raise BlockError(errno.EINVAL, 'A block device must be specified for "file"')
     return open_image(filename, fmt, read_only=read_only, options=opts or None,
-                      no_backing=no_backing, force_share=share or force_share, unmap=unmap)
+                      no_backing=no_backing, force_share=share or force_share, unmap=unmap,
+                      copy_on_read=copy_on_read)
 
 
-def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, unmap: bool):
+def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, unmap: bool,
+                       copy_on_read: bool = False):
     """BDRV_O_SNAPSHOT: the image read-only under a temporary qcow2 overlay taking writes.
 
-    The overlay is created in $TMPDIR (default /var/tmp) and unlinked once open.
+    The overlay is created in $TMPDIR (default /var/tmp) and unlinked once open;
+    copy-on-read applies to the overlay only.
     """
     import os
     import tempfile
@@ -142,14 +148,19 @@ def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, un
     os.close(fd)
     try:
         create(tmp, {"size": size, "backing_file": path, "backing_fmt": fmt})
-        return open_image(tmp, "qcow2", read_only=False, unmap=unmap)
+        return open_image(tmp, "qcow2", read_only=False, unmap=unmap,
+                          copy_on_read=copy_on_read)
     finally:
         os.unlink(tmp)
 
 
 def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: bool = True,
-             force_share: bool = False, no_backing: bool = False, unmap: bool = False):
-    """img_open(): the node, or None after printing QEMU's message."""
+             force_share: bool = False, no_backing: bool = False, unmap: bool = False,
+             no_io: bool = False):
+    """img_open(): the node, or None after printing QEMU's message.
+
+    ``no_io`` is BDRV_O_NO_IO (qemu-img info: the image is opened for its metadata only).
+    """
     from emulator.block.node import BlockError
     if image_opts:
         if fmt is not None:
@@ -167,6 +178,8 @@ def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: 
     else:
         options = {"driver": fmt} if fmt is not None else {}
         name = filename
+    if no_io:
+        options["x-no-io"] = True
     try:
         return open_options(name, options, read_only, force_share, no_backing, unmap)
     except BlockError as e:

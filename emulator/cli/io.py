@@ -61,6 +61,7 @@ def _run(argv: List[str]) -> int:
     image_opts = False
     snapshot = False
     writethrough = True
+    nocache = copy_on_read = False
     commands: List[str] = []
     trace: dict = {}
     g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
@@ -68,10 +69,9 @@ def _run(argv: List[str]) -> int:
         if c in ("k", "m", "object"):  # no effect on the model's results
             pass
         elif c == "n":
-            writethrough = False
+            nocache, writethrough = True, False
         elif c == "C":
-            error_report("copy-on-read (-C) is not modelled by qcowlab")
-            return 1
+            copy_on_read = True
         elif c == "s":
             snapshot = True
         elif c == "T":
@@ -98,6 +98,7 @@ def _run(argv: List[str]) -> int:
             if g.optarg not in blockopts.CACHE_MODES:
                 error_report(f"Invalid cache option: {g.optarg}")
                 return 1
+            nocache = blockopts.cache_nocache(g.optarg)
             writethrough = blockopts.cache_writethrough(g.optarg)
         elif c == "V":
             from emulator.cli.texts import COPYRIGHT, VERSION
@@ -139,12 +140,12 @@ def _run(argv: List[str]) -> int:
                     report_err(e.message, e.hint)
                     return 1
                 if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap,
-                                    snapshot, writethrough):
+                                    snapshot, writethrough, nocache, copy_on_read):
                     return 1
             else:
                 opts = {"driver": fmt} if fmt is not None else None
                 if session.openfile(args[0], read_only, force_share, opts, unmap, snapshot,
-                                    writethrough):
+                                    writethrough, nocache, copy_on_read):
                     return 1
         ret = _command_loop(session, commands)
     except SignalRaised as e:

@@ -129,8 +129,13 @@ class IoSession:
     # -- opening ---------------------------------------------------------
     def openfile(self, name: Optional[str], read_only: bool, force_share: bool,
                  opts: Optional[dict], unmap: bool = True, snapshot: bool = False,
-                 writethrough: bool = True) -> int:
-        """qemu-io's openfile(): 0 on success, 1 after reporting the error."""
+                 writethrough: bool = True, nocache: bool = False,
+                 copy_on_read: bool = False) -> int:
+        """qemu-io's openfile(): 0 on success, 1 after reporting the error.
+
+        ``nocache`` is BDRV_O_NOCACHE (an explicit cache.direct option wins),
+        ``copy_on_read`` BDRV_O_COPY_ON_READ.
+        """
         from emulator.block.node import BlockError
         from emulator.cli.imgopen import open_options, open_temp_snapshot
         if self.blk is not None:
@@ -142,11 +147,14 @@ class IoSession:
                 error_report("-U conflicts with image options")
                 return 1
             opts["force-share"] = "on"
+        if nocache:
+            opts.setdefault("cache.direct", "on")
         try:
             if snapshot:
-                self.blk = open_temp_snapshot(name, opts, False, unmap)
+                self.blk = open_temp_snapshot(name, opts, False, unmap, copy_on_read)
             else:
-                self.blk = open_options(name, opts, read_only, False, unmap=unmap)
+                self.blk = open_options(name, opts, read_only, False, unmap=unmap,
+                                        copy_on_read=copy_on_read)
         except BlockError as e:
             where = f" device {name}" if name is not None else ""
             report_err(f"can't open{where}: {e.message}", e.hint)

@@ -181,7 +181,7 @@ def _parse_opts_noisily(opts: QemuOpts, text: str) -> bool:
 
 
 def _open(s: IoSession, argv: List[str]) -> int:
-    read_only = snapshot = False
+    read_only = snapshot = nocache = copy_on_read = False
     writethrough = True
     force_share = False
     unmap = True
@@ -191,10 +191,9 @@ def _open(s: IoSession, argv: List[str]) -> int:
         if c == "k":
             pass
         elif c == "n":
-            writethrough = False
+            nocache, writethrough = True, False
         elif c == "C":
-            error_report("copy-on-read (-C) is not modelled by qcowlab")
-            return -errno.EINVAL
+            copy_on_read = True
         elif c == "s":
             snapshot = True
         elif c == "r":
@@ -203,6 +202,7 @@ def _open(s: IoSession, argv: List[str]) -> int:
             if g.optarg not in blockopts.CACHE_MODES:
                 error_report(f"Invalid cache option: {g.optarg}")
                 return -errno.EINVAL
+            nocache = blockopts.cache_nocache(g.optarg)
             writethrough = blockopts.cache_writethrough(g.optarg)
         elif c == "d":
             if g.optarg not in blockopts.DISCARD_MODES:
@@ -233,10 +233,10 @@ def _open(s: IoSession, argv: List[str]) -> int:
     dict_opts = opts.to_dict() if opts.opts else None
     if optind == len(argv) - 1:
         ret = s.openfile(argv[optind], read_only, force_share, dict_opts, unmap, snapshot,
-                         writethrough)
+                         writethrough, nocache, copy_on_read)
     elif optind == len(argv):
         ret = s.openfile(None, read_only, force_share, dict_opts, unmap, snapshot,
-                         writethrough)
+                         writethrough, nocache, copy_on_read)
     else:
         usage(OPEN)
         return -errno.EINVAL

@@ -1,15 +1,17 @@
 """Changing options of an existing image (qcow2_amend_options, qcow2_upgrade,
 qcow2_downgrade, qcow2_expand_zero_clusters).
 
-API summary: ``amend(s, opts, force=False)`` with ``opts`` holding only the
-options given on the command line (qemu-img amend -o names: compat, size,
-backing_file, backing_fmt, data_file, data_file_raw, lazy_refcounts,
+API summary: ``amend(s, opts, force=False, status=None)`` with ``opts`` holding
+only the options given on the command line (qemu-img amend -o names: compat,
+size, backing_file, backing_fmt, data_file, data_file_raw, lazy_refcounts,
 refcount_bits, encrypt.*), values as strings or typed. Raises BlockError with
-QEMU's message (and ``hint`` where QEMU adds one).
+QEMU's message (and ``hint`` where QEMU adds one). ``status(offset, total)``
+receives the progress of the whole amendment (qemu-img amend -p).
 """
 from __future__ import annotations
 
 import errno
+from typing import Callable, Optional
 
 from emulator.block.node import BlockError
 from emulator.qcow2 import header as hdr
@@ -25,7 +27,36 @@ def _bool(val) -> bool:
     return val if isinstance(val, bool) else str(val) in ("on", "yes", "true", "y")
 
 
-def amend(s, opts: dict, force: bool = False) -> None:
+StatusCB = Callable[[int, int], None]
+
+
+class _Progress:
+    """qcow2_amend_helper_cb: the steps of each operation projected over all of them."""
+
+    def __init__(self, status: Optional[StatusCB], total_operations: int) -> None:
+        self.status = status
+        self.total = total_operations
+        self.current = self.last = ""
+        self.completed = self.offset_completed = self.last_work = 0
+
+    def start(self, operation: str) -> None:
+        self.current = operation
+
+    def __call__(self, offset: int, work: int) -> None:
+        if self.status is None:
+            return
+        if self.current != self.last:
+            if self.last:
+                self.offset_completed += self.last_work
+                self.completed += 1
+            self.last = self.current
+        self.last_work = work
+        current = self.offset_completed + work
+        projected = current * (self.total - self.completed - 1) // (self.completed + 1)
+        self.status(self.offset_completed + offset, current + projected)
+
+
+def amend(s, opts: dict, force: bool = False, status: Optional[StatusCB] = None) -> None:
     old_version = new_version = s.qcow_version
     new_size = 0
     backing_file = backing_format = data_file = None
@@ -70,8 +101,11 @@ def amend(s, opts: dict, force: bool = False) -> None:
             data_file_raw = _bool(val)
             if data_file_raw and not s.autoclear_features & hdr.AUTOCLEAR_DATA_FILE_RAW:
                 raise BlockError(errno.EINVAL, "data-file-raw cannot be set on existing images")
+    progress = _Progress(status, (new_version != old_version)
+                         + (s.refcount_bits != refcount_bits))
     if new_version > old_version:
-        _upgrade(s, new_version)
+        progress.start("upgrade")
+        _upgrade(s, new_version, progress)
     if s.refcount_bits != refcount_bits:
         if new_version < 3 and refcount_bits != 16:
             raise BlockError(errno.EINVAL, "Refcount widths other than 16 bits require "
@@ -106,21 +140,25 @@ def amend(s, opts: dict, force: bool = False) -> None:
         from emulator.block import io
         io.truncate(s, new_size, exact=True, prealloc="off")
     if new_version < old_version:
-        _downgrade(s, new_version)
+        progress.start("downgrade")
+        _downgrade(s, new_version, progress)
 
 
-def _upgrade(s, target: int) -> None:
+def _upgrade(s, target: int, progress: _Progress) -> None:
     from emulator.qcow2.snapshot_table import write_snapshots
+    progress(0, 2)
     if any(sn.extra_data_size < 16 for sn in s.snapshots):
         try:
             write_snapshots(s, s.snapshots)
         except BlockError as e:
             raise BlockError(e.errno, f"Failed to update the snapshot table: {e.message}")
+    progress(1, 2)
     s.qcow_version = target
     s.update_header()
+    progress(2, 2)
 
 
-def _downgrade(s, target: int) -> None:
+def _downgrade(s, target: int, progress: _Progress) -> None:
     if s.refcount_order != 4:
         raise BlockError(errno.ENOTSUP, "compat=0.10 requires refcount_bits=16")
     if s.incompatible_features & hdr.INCOMPAT_DATA_FILE:
@@ -137,7 +175,7 @@ def _downgrade(s, target: int) -> None:
     s.compatible_features = 0
     s.autoclear_features = 0
     try:
-        expand_zero_clusters(s)
+        expand_zero_clusters(s, progress)
     except BlockError as e:
         raise BlockError(e.errno, f"Failed to turn zero into data clusters: {e.message}")
     if s.incompatible_features & hdr.INCOMPAT_COMPRESSION:
@@ -164,11 +202,13 @@ def _has_compressed_clusters(s) -> bool:
     return False
 
 
-def expand_zero_clusters(s) -> None:
+def expand_zero_clusters(s, progress: StatusCB) -> None:
     """Turn zero clusters into allocated zeroed clusters (or drop them without a
-    backing file), in the active L1 table and every snapshot's."""
+    backing file), in the active L1 table and every snapshot's; ``progress``
+    gets (L1 entries visited, L1 entries in all tables)."""
     import struct
-    _expand_in_l1(s, s.l1_table, True)
+    visited = [0, s.l1_size + sum(sn.l1_size for sn in s.snapshots)]
+    _expand_in_l1(s, s.l1_table, True, visited, progress)
     s.l2_cache.flush()
     s.l2_cache.clear()
     for sn in s.snapshots:
@@ -181,10 +221,11 @@ def expand_zero_clusters(s) -> None:
             error_report(text)
             raise BlockError(errno.EFBIG if "large" in text else errno.EINVAL)
         raw = s.file_read(sn.l1_table_offset, sn.l1_size * 8)
-        _expand_in_l1(s, list(struct.unpack(f">{sn.l1_size}Q", raw)), False)
+        _expand_in_l1(s, list(struct.unpack(f">{sn.l1_size}Q", raw)), False, visited,
+                      progress)
 
 
-def _expand_in_l1(s, l1: list, active: bool) -> None:
+def _expand_in_l1(s, l1: list, active: bool, visited: list, progress: StatusCB) -> None:
     from emulator.block import io
     from emulator.qcow2.allocator import alloc_clusters, free_clusters
     from emulator.qcow2.overlap import OL_ACTIVE_L2, OL_INACTIVE_L2, pre_write_overlap_check
@@ -194,6 +235,8 @@ def _expand_in_l1(s, l1: list, active: bool) -> None:
     for i, l1e in enumerate(l1):
         l2_offset = l1e & L1E_OFFSET_MASK
         if not l2_offset:
+            visited[0] += 1
+            progress(*visited)
             continue
         if l2_offset & (cs - 1):
             s.signal_corruption(True, f"L2 table offset {c_hex(l2_offset)} unaligned "
@@ -241,3 +284,5 @@ def _expand_in_l1(s, l1: list, active: bool) -> None:
             else:
                 pre_write_overlap_check(s, OL_INACTIVE_L2 | OL_ACTIVE_L2, l2_offset, cs)
                 s.file_write(l2_offset, bytes(table))
+        visited[0] += 1
+        progress(*visited)

@@ -156,74 +156,78 @@ def length(ch: Chooser, geo: Geometry, off: int, cap: int = 1 * MiB) -> int:
     return n
 
 
-def io_command(ch: Chooser, geo: Geometry) -> str:
-    """One random qemu-io command aimed at ``geo``."""
-    kind = ch.choice(["write"] * 6 + ["zero"] * 3 + ["compress"] * (2 if geo.fmt == "qcow2" else 0)
-                     + ["discard"] * 2 + ["read"] * 4 + ["dump", "map", "alloc", "length",
-                                                         "truncate", "plain", "writev", "readv",
-                                                         "misc", "bulk"])
-    off = offset(ch, geo)
-    if kind == "write":
-        n = length(ch, geo, off)
-        pat = ch.integer(1, 255)
-        geo.fill(off, n, pat)
-        flag = "-f " if ch.chance(0.05) else ""
-        return f"write {flag}-P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
-    if kind == "bulk":  # many clusters at once: refcount block/table and L2 growth
-        n = min(ch.choice([256 * KiB, 1 * MiB, 3 * MiB]), max(0, geo.size - off))
-        pat = ch.integer(1, 255)
-        geo.fill(off, n, pat)
-        return f"write -P {pat:#x} {off} {n}"
-    if kind == "writev":
-        parts = [length(ch, geo, off, cap=256 * KiB) for _ in range(ch.integer(2, 3))]
-        pat = ch.integer(1, 255)
-        geo.fill(off, sum(parts), pat)
-        return f"writev -P {pat:#x} {off} " + " ".join(str(n) for n in parts)
-    if kind == "readv":
-        parts = [length(ch, geo, off, cap=256 * KiB) for _ in range(ch.integer(2, 3))]
-        pat = geo.shadow[off] if geo.shadow is not None and off < len(geo.shadow) else 0
-        return f"readv -P {pat:#x} {off} " + " ".join(str(n) for n in parts)
-    if kind == "misc":
-        return ch.choice(["flush", "info", "aio_flush"])
-    if kind == "plain":
-        n = length(ch, geo, off)
-        geo.fill(off, n, 0xCD)
-        return f"write {_num(ch, off)} {_num(ch, n)}"
-    if kind == "zero":
-        n = length(ch, geo, off)
-        geo.fill(off, n, 0)
-        flag = ch.choice(["-z -u", "-z", "-z", "-z -u", "-z -f", "-z -n", "-z -u -n"])
-        return f"write {flag} {_num(ch, off)} {_num(ch, n)}"
-    if kind == "compress":
-        off -= off % geo.cluster if ch.chance(0.9) else 0
-        # one cluster at most: QEMU compresses several clusters in parallel
-        # tasks, so their host order is not deterministic
-        n = geo.cluster if ch.chance(0.9) else min(length(ch, geo, off), geo.cluster)
-        n = min(n, max(0, geo.size - off)) if ch.chance(0.95) else n
-        pat = ch.integer(0, 255)
-        geo.fill(off, n, pat)
-        return f"write -c -P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
-    if kind == "discard":
-        n = length(ch, geo, off, cap=4 * MiB)
-        return f"discard {_num(ch, off)} {_num(ch, n)}"
-    if kind == "read":
-        n = length(ch, geo, off)
-        pat = ch.integer(0, 255)
-        if geo.shadow is not None and off < len(geo.shadow) and ch.chance(0.8):
-            pat = geo.shadow[off]
-            run = 1
-            while off + run < min(off + n, len(geo.shadow)) and geo.shadow[off + run] == pat:
-                run += 1
-            n = run if ch.chance(0.8) else n
-        return f"read -P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
-    if kind == "dump":
-        return f"read -v {off} {ch.integer(1, 48)}"
-    if kind == "map":
-        return "map"
-    if kind == "alloc":
-        return f"alloc {_num(ch, off)} {_num(ch, length(ch, geo, off, cap=64 * MiB))}"
-    if kind == "length":
-        return "length"
+def _write(ch: Chooser, geo: Geometry, off: int) -> str:
+    n = length(ch, geo, off)
+    pat = ch.integer(1, 255)
+    geo.fill(off, n, pat)
+    flag = "-f " if ch.chance(0.05) else ""
+    return f"write {flag}-P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
+
+
+def _bulk(ch: Chooser, geo: Geometry, off: int) -> str:
+    """Many clusters at once: refcount block/table and L2 growth."""
+    n = min(ch.choice([256 * KiB, 1 * MiB]), max(0, geo.size - off))
+    pat = ch.integer(1, 255)
+    geo.fill(off, n, pat)
+    return f"write -P {pat:#x} {off} {n}"
+
+
+def _writev(ch: Chooser, geo: Geometry, off: int) -> str:
+    parts = [length(ch, geo, off, cap=256 * KiB) for _ in range(ch.integer(2, 3))]
+    pat = ch.integer(1, 255)
+    geo.fill(off, sum(parts), pat)
+    return f"writev -P {pat:#x} {off} " + " ".join(str(n) for n in parts)
+
+
+def _readv(ch: Chooser, geo: Geometry, off: int) -> str:
+    parts = [length(ch, geo, off, cap=256 * KiB) for _ in range(ch.integer(2, 3))]
+    pat = geo.shadow[off] if geo.shadow is not None and off < len(geo.shadow) else 0
+    return f"readv -P {pat:#x} {off} " + " ".join(str(n) for n in parts)
+
+
+def _plain(ch: Chooser, geo: Geometry, off: int) -> str:
+    n = length(ch, geo, off)
+    geo.fill(off, n, 0xCD)
+    return f"write {_num(ch, off)} {_num(ch, n)}"
+
+
+def _zero(ch: Chooser, geo: Geometry, off: int) -> str:
+    n = length(ch, geo, off)
+    geo.fill(off, n, 0)
+    flag = ch.choice(["-z -u", "-z", "-z", "-z -u", "-z -f", "-z -n", "-z -u -n"])
+    return f"write {flag} {_num(ch, off)} {_num(ch, n)}"
+
+
+def _compress(ch: Chooser, geo: Geometry, off: int) -> str:
+    off -= off % geo.cluster if ch.chance(0.9) else 0
+    # one cluster at most: QEMU compresses several clusters in parallel
+    # tasks, so their host order is not deterministic
+    n = geo.cluster if ch.chance(0.9) else min(length(ch, geo, off), geo.cluster)
+    n = min(n, max(0, geo.size - off)) if ch.chance(0.95) else n
+    pat = ch.integer(0, 255)
+    geo.fill(off, n, pat)
+    return f"write -c -P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
+
+
+def _discard(ch: Chooser, geo: Geometry, off: int) -> str:
+    n = length(ch, geo, off, cap=4 * MiB)
+    return f"discard {_num(ch, off)} {_num(ch, n)}"
+
+
+def _read(ch: Chooser, geo: Geometry, off: int) -> str:
+    """A pattern read, usually expecting what the shadow copy says is there."""
+    n = length(ch, geo, off)
+    pat = ch.integer(0, 255)
+    if geo.shadow is not None and off < len(geo.shadow) and ch.chance(0.8):
+        pat = geo.shadow[off]
+        run = 1
+        while off + run < min(off + n, len(geo.shadow)) and geo.shadow[off + run] == pat:
+            run += 1
+        n = run if ch.chance(0.8) else n
+    return f"read -P {pat:#x} {_num(ch, off)} {_num(ch, n)}"
+
+
+def _truncate(ch: Chooser, geo: Geometry, off: int) -> str:
     grow = ch.chance(0.7)
     step = ch.choice([geo.cluster, geo.sub, 512, ch.integer(1, 4095),
                       min(geo.l2_span * ch.integer(1, 4), 256 * MiB)])
@@ -231,6 +235,28 @@ def io_command(ch: Chooser, geo: Geometry) -> str:
     geo.resize(size)
     mode = ch.choice(["off", "metadata", "falloc", "full"]) if ch.chance(0.2) else None
     return f"truncate -m {mode} {_num(ch, size)}" if mode else f"truncate {_num(ch, size)}"
+
+
+COMMANDS = {
+    "write": _write, "bulk": _bulk, "writev": _writev, "readv": _readv, "plain": _plain,
+    "zero": _zero, "compress": _compress, "discard": _discard, "read": _read,
+    "truncate": _truncate,
+    "dump": lambda ch, geo, off: f"read -v {off} {ch.integer(1, 48)}",
+    "map": lambda ch, geo, off: "map",
+    "length": lambda ch, geo, off: "length",
+    "misc": lambda ch, geo, off: ch.choice(["flush", "info", "aio_flush"]),
+    "alloc": lambda ch, geo, off:
+        f"alloc {_num(ch, off)} {_num(ch, length(ch, geo, off, cap=64 * MiB))}",
+}
+
+
+def io_command(ch: Chooser, geo: Geometry) -> str:
+    """One random qemu-io command aimed at ``geo`` (which tracks its effect)."""
+    kind = ch.choice(["write"] * 6 + ["zero"] * 3 + ["compress"] * (2 if geo.fmt == "qcow2" else 0)
+                     + ["discard"] * 2 + ["read"] * 4 + ["dump", "map", "alloc", "length",
+                                                         "truncate", "plain", "writev", "readv",
+                                                         "misc", "bulk"])
+    return COMMANDS[kind](ch, geo, offset(ch, geo))
 
 
 def populate(ch: Chooser, geo: Geometry, max_cmds: int) -> Step:
