@@ -1,6 +1,7 @@
 """qcowlab-img against qemu-img 7.2: same output, exit status and resulting files."""
 from __future__ import annotations
 
+import shutil
 import struct
 from pathlib import Path
 
@@ -184,3 +185,62 @@ TRACE = ["help", "?", "x", "dma_blk_io", "-dma_blk_io", "enable=x", "events=ev.t
 @pytest.mark.parametrize("arg", TRACE)
 def test_trace_option(tmp_path, arg):
     differential(tmp_path, _trace_setup, "img", ["-T", arg, "info", "a.raw"])
+
+
+def _special_setup(d: Path) -> None:
+    """A directory, and an image whose header says AES encryption (crypt_method 1)."""
+    MAP_SETUP(d)
+    (d / "dir").mkdir()
+    with open(d / "z2.qcow2", "r+b") as f:
+        f.seek(32)
+        f.write(struct.pack(">I", 1))
+
+
+SPECIAL = [
+    "info dir", "info -f raw dir", "check dir", "convert -O raw dir x.raw", "measure -O qcow2 dir",
+    "dd if=dir of=x.raw", "bench -c 1 dir", "rebase -b dir -F raw top.qcow2", "info z2.qcow2",
+    "info --output=json z2.qcow2", "check z2.qcow2", "convert -O raw z2.qcow2 x.raw",
+    "convert -t none -c -O qcow2 -o cluster_size=4k z.qcow2 x.qcow2",
+    "commit -t none top.qcow2", "amend -t directsync -o compat=0.10 z2.qcow2",
+]
+
+
+@pytest.mark.parametrize("args", SPECIAL)
+def test_directory_encrypted_and_nocache(tmp_path, args):
+    differential(tmp_path, _special_setup, "img", args.split())
+
+
+_SNAP_IMAGES = qemu_setup(
+    ["img", "create", "-q", "-f", "qcow2", "t.qcow2", "1M"],
+    ["io", "-c", "write -P 1 0 64k", "t.qcow2"],
+    ["img", "snapshot", "-c", "s", "t.qcow2"],
+    ["io", "-c", "write -P 2 0 64k", "t.qcow2"],
+    ["img", "snapshot", "-c", "1", "t.qcow2"],
+    ["img", "create", "-q", "-f", "raw", "r.raw", "1M"],
+)
+
+
+def _snap_setup(d: Path) -> None:
+    """The snapshot images, made once per test and copied (snapshot dates must match)."""
+    proto = d.parent / "proto"
+    if not proto.exists():
+        proto.mkdir()
+        _SNAP_IMAGES(proto)
+    for f in proto.iterdir():
+        shutil.copyfile(f, d / f.name)
+
+
+SNAPSHOT_LOAD = [
+    "convert -l s -O raw t.qcow2 out.raw", "convert -l 1 -O raw t.qcow2 out.raw",
+    "convert -l 2 -O qcow2 t.qcow2 out.qcow2", "convert -l nope -O raw t.qcow2 out.raw",
+    "convert -l snapshot.id=1,snapshot.name=s -O raw t.qcow2 out.raw",
+    "convert -l snapshot.id=2,snapshot.name=s -O raw t.qcow2 out.raw",
+    "convert -l s -O raw r.raw out.raw", "convert -l snapshot.id=1 -O raw t.qcow2 r.raw out.raw",
+    "measure -l s -O qcow2 t.qcow2", "measure -l snapshot.name=1 -O qcow2 t.qcow2",
+    "measure -l x -O qcow2 t.qcow2", "measure -l s -O qcow2 r.raw",
+]
+
+
+@pytest.mark.parametrize("args", SNAPSHOT_LOAD)
+def test_snapshot_load(tmp_path, args):
+    differential(tmp_path, _snap_setup, "img", args.split())

@@ -90,6 +90,13 @@ CHAIN_CASES = [
     ["-r", "-U"] + c("read -P 7 0 4k", "open -U -r top.qcow2") + ["base.qcow2"],
     c("open -U -r -o force-share=off top.qcow2", "open -r -o driver=qcow2 top.qcow2", "close",
       "close", "open -d unmap -t none -i native -r top.qcow2", "read -P 7 0 1"),
+    ["-C"] + c("read -P 7 0 4k", "read 96k 64k", "read 1M 4k", "map") + ["top.qcow2"],
+    ["-s", "-C"] + c("read -P 7 0 4k", "map") + ["top.qcow2"],
+    ["-r", "-C"] + c("read 0 1") + ["top.qcow2"],
+    c("open -C -r top.qcow2", "open -C top.qcow2", "read 0 4k", "map"),
+    ["-n"] + c("write -c -P 3 0 64k", "write -P 4 64k 1k") + ["top.qcow2"],
+    ["-t", "directsync"] + c("write -c -P 3 128k 64k") + ["top.qcow2"],
+    c("open -t none top.qcow2", "write -c -P 3 0 64k"),
 ]
 
 

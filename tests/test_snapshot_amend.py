@@ -3,7 +3,8 @@
 Each scenario runs the same command lines with real QEMU on one image and with
 qcowlab (in process) on a copy; every output (dates masked) and exit status
 must match, the images must be byte-identical apart from the snapshot dates,
-and real `qemu-img check` must find qcowlab's image clean.
+and real `qemu-img check` must say the same of both (QEMU itself leaks a
+cluster when a snapshot overflows 2-bit refcounts).
 """
 from __future__ import annotations
 
@@ -47,8 +48,10 @@ def _scenario(tmp_path: Path, create: List[str], steps: List[List[str]]) -> None
         assert_same_output(_DATE.sub("DATE", p_out), _DATE.sub("DATE", q_out))
         assert p_rc == q_rc, f"{step}: exit status {p_rc}, QEMU {q_rc}"
     assert _masked_image(p / "t.qcow2") == _masked_image(q / "t.qcow2")
-    check = subprocess.run(["qemu-img", "check", "t.qcow2"], cwd=p, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    checks = [subprocess.run(["qemu-img", "check", "t.qcow2"], cwd=d, capture_output=True,
+                             text=True) for d in (q, p)]
+    assert [(c.returncode, c.stdout, c.stderr) for c in checks][0] == \
+        (checks[1].returncode, checks[1].stdout, checks[1].stderr)
 
 
 OPTIONS = ["", "extended_l2=on", "cluster_size=4096", "cluster_size=2M,extended_l2=on",

@@ -43,7 +43,8 @@ class Run:
                 error_report("No support for concatenating multiple snapshot")
                 return False
             from emulator.cli.img_snapshot_load import load_tmp_snapshot
-            return load_tmp_snapshot(self.sources[0])
+            if not load_tmp_snapshot(self.sources[0], a.snapshot):
+                return False
         opts = None
         if not a.skip_create:
             opts = self._create_opts(total_sectors * 512)
@@ -181,6 +182,7 @@ class Run:
     def _open_target_and_copy(self, total_sectors: int, has_backing: bool) -> bool:
         from emulator.block import io
         from emulator.cli.convert_copy import ConvertError, ConvertState, do_copy
+        from emulator.cli.blockopts import cache_nocache
         from emulator.cli.imgopen import img_open
         a = self.a
         if a.cache not in ("none", "off", "directsync", "writeback", "unsafe", "writethrough"):
@@ -192,7 +194,8 @@ class Run:
             self._lock_hint()
             return False
         self.target = target = img_open(image_opts, self.out_filename, a.out_fmt,
-                                        read_only=False, unmap=a.min_sparse != 0)
+                                        read_only=False, unmap=a.min_sparse != 0,
+                                        nocache=cache_nocache(a.cache))
         if target is None:
             return False
         if a.bitmaps and not (target.format_name == "qcow2" and target.qcow_version >= 3):

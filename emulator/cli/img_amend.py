@@ -82,12 +82,12 @@ def _amend(args: List[str], options: str, fmt: Optional[str], cache: str, image_
     if len(args) != 1:
         error_report("Expecting one image file name")
         return 1
-    from emulator.cli.blockopts import CACHE_MODES
+    from emulator.cli.blockopts import CACHE_MODES, cache_nocache
     if cache not in CACHE_MODES:
         error_report(f"Invalid cache option: {cache}")
         return 1
     from emulator.cli.imgopen import close, img_open
-    node = img_open(image_opts, args[0], fmt, read_only=False)
+    node = img_open(image_opts, args[0], fmt, read_only=False, nocache=cache_nocache(cache))
     if node is None:
         return 1
     try:
@@ -116,7 +116,6 @@ def _parse(options: str) -> Optional[QemuOpts]:
 
 
 def _run(node, options: str, force: bool, meter) -> int:
-    from emulator.block import io
     from emulator.block.node import BlockError
     from emulator.cli.errors import report_err
     from emulator.cli.progress import f32
@@ -135,7 +134,6 @@ def _run(node, options: str, force: bool, meter) -> int:
         from emulator.qcow2.amend import amend
         amend(node, given, force, lambda done, total: meter.print(
             f32(f32(100.0 * f32(done)) / total), 0))
-        io.flush(node)
     except BlockError as e:
         meter.print(100.0, 0)
         report_err(e.message, e.hint)

@@ -121,7 +121,7 @@ def img_bench(argv: List[str]) -> int:
                      "read-only images")
         return 1
     node = img_open(b.image_opts, b.filename, b.fmt, read_only=not b.write,
-                    force_share=b.force_share)
+                    force_share=b.force_share, nocache=b.direct)
     if node is None:
         return 1
     from emulator.block import io

@@ -99,7 +99,7 @@ def img_check(argv: List[str]) -> int:
     if cache not in blockopts.CACHE_MODES:
         error_report(f"Invalid source cache option: {cache}")
         return 1
-    node = _open(image_opts, filename, fmt, fix, force_share)
+    node = _open(image_opts, filename, fmt, fix, force_share, blockopts.cache_nocache(cache))
     if node is None:
         return 1
     try:
@@ -108,13 +108,17 @@ def img_check(argv: List[str]) -> int:
         close(node)
 
 
-def _open(image_opts: bool, filename: str, fmt: Optional[str], fix: int, force_share: bool):
+def _open(image_opts: bool, filename: str, fmt: Optional[str], fix: int, force_share: bool,
+          nocache: bool):
     """img_open with BDRV_O_CHECK (and read-write when repairing)."""
     if image_opts:
-        return img_open(True, filename, fmt, read_only=not fix, force_share=force_share)
+        return img_open(True, filename, fmt, read_only=not fix, force_share=force_share,
+                        nocache=nocache)
     from emulator.block.node import BlockError
     from emulator.cli.imgopen import open_options
     opts = {"x-check": True}
+    if nocache:
+        opts["cache.direct"] = "on"
     if fmt is not None:
         opts["driver"] = fmt
     try:

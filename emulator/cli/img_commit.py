@@ -49,8 +49,10 @@ def img_commit(argv: List[str]) -> int:
     if cache not in CACHE_MODES:
         error_report(f"Invalid cache option: {cache}")
         return 1
+    from emulator.cli.blockopts import cache_nocache
     from emulator.cli.imgopen import close, img_open
-    top = img_open(image_opts, filename, fmt, read_only=False, unmap=True)
+    top = img_open(image_opts, filename, fmt, read_only=False, unmap=True,
+                   nocache=cache_nocache(cache))
     if top is None:
         return 1
     from emulator.cli.progress import Progress

@@ -72,8 +72,8 @@ def img_measure(argv: List[str]) -> int:
                 return 1
             if snapshot is not None:
                 from emulator.cli.img_snapshot_load import load_tmp_snapshot
-                load_tmp_snapshot(node)
-                return 1
+                if not load_tmp_snapshot(node, snapshot):
+                    return 1
         info = _measure(out_fmt, options, img_size, node)
         if info is None:
             return 1

@@ -59,6 +59,7 @@ def img_rebase(argv: List[str]) -> int:
 
 
 def _rebase(a: _Args, filename: str, progress, nodes: list) -> bool:
+    from emulator.cli.blockopts import cache_nocache
     from emulator.cli.imgopen import img_open
     if a.cache not in CACHE_MODES:
         error_report(f"Invalid cache option: {a.cache}")
@@ -66,7 +67,8 @@ def _rebase(a: _Args, filename: str, progress, nodes: list) -> bool:
     if a.src_cache not in CACHE_MODES:
         error_report(f"Invalid source cache option: {a.src_cache}")
         return False
-    bs = img_open(a.image_opts, filename, a.fmt, read_only=False, no_backing=a.unsafe)
+    bs = img_open(a.image_opts, filename, a.fmt, read_only=False, no_backing=a.unsafe,
+                  nocache=cache_nocache(a.cache))
     if bs is None:
         return False
     nodes.append(bs)

@@ -73,32 +73,28 @@ def _act(node, action: Optional[str], name: str) -> int:
         if index < 0:
             error_report(f"Could not delete snapshot '{name}': snapshot not found")
             return 1
+        from emulator.qcow2.snapshot import snapshot_delete
         sn = node.snapshots[index]
         try:
-            _qcow2_op(node, "snapshot_delete", sn.id_str, sn.name)
+            snapshot_delete(node, sn.id_str, sn.name)
         except BlockError as e:
             error_report(f"Could not delete snapshot '{name}': {e.message}")
             return 1
     return 0
 
 
-def _qcow2_op(node, op: str, *args) -> None:
-    """Run a qcow2 snapshot operation and flush the node, as blk_unref would."""
-    from emulator.block import io
-    from emulator.qcow2 import snapshot
-    getattr(snapshot, op)(node, *args)
-    io.flush(node)
 
 
 def _create(node, name: str) -> int:
     """bdrv_snapshot_create with qemu-img's QEMUSnapshotInfo; 0 or -errno."""
     from emulator.block.node import BlockError
+    from emulator.qcow2.snapshot import snapshot_create
     if not _qcow2(node):
         return -errno.ENOTSUP
     now = time.time_ns() // 1000
     try:
-        _qcow2_op(node, "snapshot_create", name.encode()[:255].decode("utf-8", "ignore"),
-                  now // 1000000, now % 1000000 * 1000, 0, 0)
+        snapshot_create(node, name.encode()[:255].decode("utf-8", "ignore"),
+                        now // 1000000, now % 1000000 * 1000, 0, 0)
     except BlockError as e:
         return -e.errno
     return 0
@@ -115,7 +111,8 @@ def _apply(node, name: str) -> None:
         raise BlockError(errno.ENOTSUP, "Block driver does not support snapshots")
     if getattr(node, "nb_bitmaps", 0):
         raise BlockError(errno.EBUSY, "Device has active dirty bitmaps")
+    from emulator.qcow2.snapshot import snapshot_goto
     try:
-        _qcow2_op(node, "snapshot_goto", name)
+        snapshot_goto(node, name)
     except BlockError as e:
         raise BlockError(e.errno, f"Failed to load snapshot: {errno_message(e.errno)}")

@@ -156,10 +156,11 @@ def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, un
 
 def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: bool = True,
              force_share: bool = False, no_backing: bool = False, unmap: bool = False,
-             no_io: bool = False):
+             no_io: bool = False, nocache: bool = False):
     """img_open(): the node, or None after printing QEMU's message.
 
-    ``no_io`` is BDRV_O_NO_IO (qemu-img info: the image is opened for its metadata only).
+    ``no_io`` is BDRV_O_NO_IO (qemu-img info: the image is opened for its metadata only),
+    ``nocache`` BDRV_O_NOCACHE (cache.direct=on unless the options set it).
     """
     from emulator.block.node import BlockError
     if image_opts:
@@ -180,6 +181,8 @@ def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: 
         name = filename
     if no_io:
         options["x-no-io"] = True
+    if nocache:
+        options.setdefault("cache.direct", "on")
     try:
         return open_options(name, options, read_only, force_share, no_backing, unmap)
     except BlockError as e:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import struct
 
-from emulator.block.node import BlockError
+from emulator.block.node import BlockError, errno_message
 from emulator.qcow2 import l2_entry as l2e
 from emulator.qcow2.header import L1E_OFFSET_MASK, QCOW_MAX_L1_SIZE, QCOW_MAX_SNAPSHOTS, c_hex
 from emulator.qcow2.refcount import (
@@ -217,17 +217,19 @@ def snapshot_delete(s, snapshot_id, name) -> None:
         write_snapshots(s, remaining)
     except BlockError as e:
         raise BlockError(e.errno, f"Failed to remove snapshot from snapshot list: "
-                                  f"{e.message}")
+                                  f"{errno_message(e.errno)}")
     s.snapshots = remaining
     try:
         update_snapshot_refcount(s, sn.l1_table_offset, sn.l1_size, -1)
     except BlockError as e:
-        raise BlockError(e.errno, f"Failed to free the cluster and L1 table: {e.message}")
+        raise BlockError(e.errno, f"Failed to free the cluster and L1 table: "
+                                  f"{errno_message(e.errno)}")
     free_clusters(s, sn.l1_table_offset, sn.l1_size * 8, DISCARD_SNAPSHOT)
     try:
         update_snapshot_refcount(s, s.l1_table_offset, s.l1_size, 0)
     except BlockError as e:
-        raise BlockError(e.errno, f"Failed to update snapshot status in disk: {e.message}")
+        raise BlockError(e.errno, f"Failed to update snapshot status in disk: "
+                                  f"{errno_message(e.errno)}")
 
 
 def snapshot_load_tmp(s, snapshot_id, name) -> None:
