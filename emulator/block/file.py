@@ -120,6 +120,8 @@ class FileNode(BlockNode):
             self.fd = -1
             raise BlockError(errno.EINVAL,
                              f"'file' driver requires '{path}' to be a regular file")
+        # host I/O requests issued: in QEMU each one yields the coroutine
+        self.io_ops = 0
         self.has_discard = True
         self.has_write_zeroes = True
         self.has_fallocate = True
@@ -146,6 +148,7 @@ class FileNode(BlockNode):
         return os.fstat(self.fd).st_size
 
     def drv_preadv(self, offset: int, length: int) -> bytes:
+        self.io_ops += 1
         data = os.pread(self.fd, length, offset)
         while len(data) < length:
             more = os.pread(self.fd, length - len(data), offset + len(data))
@@ -156,13 +159,19 @@ class FileNode(BlockNode):
 
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         self._check_writable()
+        self.io_ops += 1
         view = memoryview(data)
         while view:
-            n = os.pwrite(self.fd, view, offset)
+            try:
+                n = os.pwrite(self.fd, view, offset)
+            except OSError as e:
+                # e.g. EFBIG past the host's maximum file size
+                raise BlockError(e.errno) from None
             view, offset = view[n:], offset + n
 
     def drv_pwrite_zeroes(self, offset: int, length: int, flags: int) -> None:
         self._check_writable()
+        self.io_ops += 1
         if flags & BDRV_REQ_MAY_UNMAP:
             ret = _fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
             if ret not in (-errno.ENOTSUP, -errno.EINVAL, -errno.EBUSY):

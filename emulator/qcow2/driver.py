@@ -565,7 +565,12 @@ class Qcow2(BlockNode):
         pending: list = []
         error = None
         while length and error is None:
+            ops = getattr(self.file, "io_ops", 0)
             cur, host, metas = alloc_host_offset(self, offset, min(length, INT_MAX))
+            # metadata I/O during this allocation yields: the data writes of
+            # the earlier chunks complete meanwhile, and their L2 updates take
+            # the lock before the next allocation (seen with QEMU's traces)
+            yielded = getattr(self.file, "io_ops", 0) != ops
             try:
                 if not self.has_data_file:
                     pre_write_overlap_check(self, 0, host, cur)
@@ -587,6 +592,9 @@ class Qcow2(BlockNode):
                     abort_meta(self, m)
             else:
                 pending.append(metas)
+            if yielded and error is None:
+                while len(pending) > 1:
+                    error = self._link_metas(pending.pop(0), error)
             length -= cur
             offset += cur
             pos += cur
