@@ -87,6 +87,8 @@ class _Run:
     output: str
     test_dir: Path
     files: list[str]
+    #: why a step could not be carried out (the harness's fault, not the implementation's)
+    step_error: str = ""
 
 
 def execute(case: Case, config: RunConfig, impl: str,
@@ -102,14 +104,16 @@ def execute(case: Case, config: RunConfig, impl: str,
         return reason
     ex = Executor(case, backend, str(test_dir), config.imgfmt, config.imgopts,
                   config.cachemode, config.debug)
+    step_error = ""
     try:
         output = ex.run()
     except StepFailed as exc:
+        step_error = str(exc)
         output = "".join(ex.out) + f"qcowlab harness: step failed: {exc}\n"
     finally:
         backend.close()
     files = sorted(f for f in os.listdir(test_dir) if not f.endswith(".out.bad"))
-    return _Run(output, test_dir, files)
+    return _Run(output, test_dir, files, step_error)
 
 
 def _first_difference(a: str, b: str) -> tuple[int, str, str]:
@@ -220,6 +224,9 @@ def regenerate(path: Path, config: RunConfig, source: str) -> CaseResult:
         run = execute(case, config, source)
         if isinstance(run, str):
             return CaseResult(case.id, "not run", run)
+        if run.step_error:  # never store a harness failure as reference output
+            return CaseResult(case.id, "fail", f"golden file not updated: step failed: "
+                              f"{run.step_error} (scratch kept in {_rel(run.test_dir)})")
         shutil.rmtree(run.test_dir, ignore_errors=True)
         what, changes = golden.update(Path(_rel(config.golden_dir)), case.id, config.imgfmt,
                                       case.formats[0], config.imgopts, run.output)

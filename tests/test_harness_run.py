@@ -143,3 +143,14 @@ def test_parallel_run_on_xdist(lib: Path) -> None:
     assert any(line.startswith("c2   fail ") for line in lines)
     assert "-x" in lines and "+world" in lines
     assert lines[-2:] == ["Failures: c2", "Failed 1 of 2 iotests"]
+
+
+def test_update_golden_never_stores_a_harness_failure(lib: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A QMP machine that cannot start fails the update and leaves golden/ untouched."""
+    (lib / "cases" / "q1.yaml").write_text(
+        "description: one QMP command\nsteps:\n  - qmp: {execute: query-version}\n")
+    monkeypatch.setenv("QSD_PROG", "/bin/false")
+    status, out = check(lib, "--update-golden", "q1")
+    assert status != 0
+    assert "golden file not updated: step failed" in out
+    assert not (lib / "golden" / "q1.out").exists()

@@ -792,8 +792,18 @@ class Qcow2(BlockNode):
         """qcow2_close: write the caches back, clear the dirty bit (not after a fatal
         corruption event: QEMU then has no driver left to close)."""
         if not self.read_only and not self.dead:
-            self.flush_all_caches()
-            self.mark_clean()
+            import os
+            from emulator.report import error_report
+            failed = False
+            for cache, what in ((self.l2_cache, "L2 table"),
+                                (self.refcount_cache, "refcount block")):
+                try:
+                    cache.flush()
+                except BlockError as e:
+                    failed = True
+                    error_report(f"Failed to flush the {what} cache: {os.strerror(e.errno)}")
+            if not failed:
+                self.mark_clean()
         if self.data_file is not None and self.data_file is not self.file:
             self.data_file.drv_close()
 

@@ -38,6 +38,10 @@ def _accelerator(prog: str) -> str:
     return "qtest" if "qtest" in listing.split() else "tcg"
 
 
+#: longest path a UNIX socket address holds (sun_path is 108 bytes with its NUL)
+_SUN_PATH_MAX = 107
+
+
 class _QmpMachine:
     """A QEMU process with a QMP monitor on a UNIX socket."""
 
@@ -45,6 +49,10 @@ class _QmpMachine:
         from qemu.qmp.legacy import QEMUMonitorProtocol
 
         self.sock = os.path.join(sock_dir, f"qmp-{os.getpid()}-{id(self)}.sock")
+        self._own_dir = ""
+        if len(self.sock) > _SUN_PATH_MAX:  # too long for a UNIX socket address
+            self._own_dir = tempfile.mkdtemp(prefix="qcowlab-qmp-")
+            self.sock = os.path.join(self._own_dir, "qmp.sock")
         argv = argv + ["--chardev", f"socket,id=qmp0,path={self.sock},server=on,wait=off"]
         argv += ["-mon" if "qemu-system" in os.path.basename(argv[0]) else "--monitor",
                  "chardev=qmp0,mode=control" if "qemu-system" in os.path.basename(argv[0])
@@ -86,6 +94,8 @@ class _QmpMachine:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self._own_dir:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
         self.log.seek(0)
         out = self.log.read()
         self.log.close()
