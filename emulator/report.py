@@ -18,3 +18,15 @@ def error_report(msg: str) -> None:
 def warn_report(msg: str) -> None:
     """Print ``PROG: warning: msg`` like QEMU's warn_report()."""
     error_report("warning: " + msg)
+
+
+class AssertFailed(Exception):
+    """A failed assert() in QEMU: the message is printed, the process dies by SIGABRT."""
+
+
+def assert_fail(where: str, func: str, expr: str) -> None:
+    """glibc's __assert_fail: ``PROG: FILE:LINE: FUNC: Assertion `EXPR' failed.``"""
+    err = sys.stderr
+    err.write(f"{prog_name}: {where}: {func}: Assertion `{expr}' failed.\n")
+    err.flush()
+    raise AssertFailed(expr)

@@ -46,6 +46,11 @@ def main(argv: List[str]) -> int:
                 return _run(list(argv))
             except ImgExit as e:
                 return e.code
+            except report.AssertFailed:  # abort(): stdout is not flushed
+                discard = getattr(sys.stdout, "discard", None)
+                if discard is not None:
+                    discard()
+                return 128 + 6
             except Exception as e:  # never show a traceback to a user
                 try:
                     report.error_report(f"internal error: {type(e).__name__}: {e}")
@@ -107,4 +112,9 @@ def console_main() -> None:
     """Entry point of the qcowlab-img console script."""
     code = main(sys.argv[1:])
     _quiet_stdout_at_exit()
+    if code > 128:  # die by the signal, as QEMU did
+        import os
+        import signal
+        signal.signal(code - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), code - 128)
     sys.exit(code)

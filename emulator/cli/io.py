@@ -52,7 +52,7 @@ def _run(argv: List[str]) -> int:
     from emulator.cli import blockopts
     from emulator.cli.getopt import Getopt
     from emulator.cli.io_cmds import IoSession, SignalRaised
-    from emulator.report import error_report
+    from emulator.report import AssertFailed, error_report
 
     read_only = False
     unmap = True
@@ -153,6 +153,10 @@ def _run(argv: List[str]) -> int:
             sys.stdout.discard()
         session.abandon()
         return 128 + e.signum
+    except AssertFailed:  # abort(): stdout is not flushed
+        sys.stdout.discard()
+        session.abandon()
+        return 128 + 6
     except BaseException:
         session.abandon()  # an internal error: release the files, write nothing more
         raise

@@ -47,6 +47,9 @@ class TableCache:
         return None
 
     def _load(self, offset: int, read: bool) -> bytearray:
+        if offset == 0:
+            from emulator.report import assert_fail
+            assert_fail("../../block/qcow2-cache.c:330", "qcow2_cache_do_get", "offset != 0")
         n = len(self.slots)
         start = (offset // self.table_size * 4) % n
         victim = None
