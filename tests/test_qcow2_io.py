@@ -88,6 +88,10 @@ def test_backed_operations_match_qemu(tmp_path, spec, commands):
     ("compat=1.1", "1M", ["w 0x1 64k 64k", "c 0x2 0 64k", "w 0x3 0 192k"]),
     ("compat=1.1", "4M", [f"w 0x1 {i * 64}k 64k" if i % 3 == 0 else f"c 0x2 {i * 64}k 64k"
                           for i in range(24) if i % 3 != 2] + ["w 0x3 0 1536k"]),
+    # D16: an L2 table allocated while chunks are in flight lets the earlier
+    # chunks link (and free their compressed cluster) before the next chunk
+    ("cluster_size=2048", "528384", ["c 0x25 280576 2048", "w 0x9f 518144 1",
+                                     "w 0x22 147697 380687", "w 0xdc 84k 512"]),
 ], ids=lambda v: v if isinstance(v, str) else "; ".join(v))
 def test_metadata_growth_matches_qemu(tmp_path, spec, image_size, commands):
     assert same_image(*run_both(tmp_path, spec, image_size, commands))

@@ -102,13 +102,12 @@ def free_clusters(s, offset: int, size: int, discard_type: int) -> None:
     """qcow2_free_clusters: failures are only reported on stderr."""
     try:
         update_refcount(s, offset, size, 1, True, discard_type)
-    except BlockError as e:
+    except (BlockError, Again) as e:
         import os
         import sys
-        sys.stderr.write(f"qcow2_free_clusters failed: {os.strerror(e.errno)}\n")
+        err = e.errno if isinstance(e, BlockError) else errno.EAGAIN
+        sys.stderr.write(f"qcow2_free_clusters failed: {os.strerror(err)}\n")
         sys.stderr.flush()
-    except Again:
-        pass
 
 
 def free_any_cluster(s, entry: int, discard_type: int) -> None:

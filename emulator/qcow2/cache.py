@@ -91,8 +91,8 @@ class TableCache:
         if not slot.dirty or not slot.offset:
             return
         if self.depends is not None:
-            dep, self.depends = self.depends, None
-            dep.flush()
+            self.depends.flush()  # on failure the dependency stays, as in QEMU
+            self.depends = None
         from emulator.qcow2.overlap import OL_ACTIVE_L2, OL_REFCOUNT_BLOCK, pre_write_overlap_check
         pre_write_overlap_check(self.node, OL_ACTIVE_L2 if self.kind == "l2"
                                 else OL_REFCOUNT_BLOCK, slot.offset, self.table_size)
@@ -105,13 +105,19 @@ class TableCache:
             self._write_back(slot)
 
     def set_dependency(self, dependency: "TableCache") -> None:
-        """qcow2_cache_set_dependency: ``dependency`` is flushed before this cache writes."""
-        if dependency.depends is not None:
-            dep, dependency.depends = dependency.depends, None
-            dep.flush()
-        if self.depends is not None and self.depends is not dependency:
-            dep, self.depends = self.depends, None
-            dep.flush()
+        """qcow2_cache_set_dependency: ``dependency`` is flushed before this cache writes.
+
+        A failed flush leaves the state as it was; every caller in QEMU ignores it."""
+        from emulator.block.node import BlockError
+        try:
+            if dependency.depends is not None:
+                dependency.depends.flush()
+                dependency.depends = None
+            if self.depends is not None and self.depends is not dependency:
+                self.depends.flush()
+                self.depends = None
+        except BlockError:
+            return
         self.depends = dependency
 
     def discard(self, offset: int) -> None:

@@ -163,6 +163,16 @@ NAMED: dict[str, tuple[str, Mutation]] = {
                                                    _put(d, 16, ">I", 2000))),
     "snapshot_table_beyond_eof": ("std64k", lambda d: (_put(d, 60, ">I", 1),
                                                        _put(d, 64, ">Q", 0x10000000))),
+    # D11: host writes fail with EFBIG (past the host's maximum file size)
+    "l1_past_max_file_size": ("std64k", lambda d: _put(d, 40, ">Q", 0x2000000030000)),
+    "refblock_past_max_file_size": ("std4k", lambda d: _put(d, layout(d).reftable, ">Q",
+                                                            0x40000000002000)),
+    "l2_past_max_file_size": ("std64k", lambda d: _put(d, layout(d).l1, ">Q",
+                                                       0x8080000001040000)),
+    # D15: COPIED flag with offset 0: QEMU aborts on an assertion
+    "l1_copied_offset_zero": ("std64k", lambda d: _put(d, layout(d).l1, ">Q", 1 << 63)),
+    # D14: L2 table without COPIED past EOF: freeing it fails with EAGAIN
+    "l1_not_copied_past_eof": ("std4k", lambda d: _put(d, layout(d).l1, ">Q", 0x80004000)),
 }
 
 HEADER_FIELDS = [(4, ">I"), (8, ">Q"), (16, ">I"), (20, ">I"), (24, ">Q"), (32, ">I"), (36, ">I"),
