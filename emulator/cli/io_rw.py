@@ -16,6 +16,19 @@ from emulator.cli.io_fmt import (
 )
 
 
+def _offset_and_count(argv: List[str], i: int) -> "tuple[int, int] | int":
+    """OFFSET and LENGTH from argv[i] and argv[i + 1]; on a bad number, QEMU's message and -errno."""
+    offset = cvtnum(argv[i])
+    if offset < 0:
+        print_cvtnum_err(offset, argv[i])
+        return offset
+    count = cvtnum(argv[i + 1])
+    if count < 0:
+        print_cvtnum_err(count, argv[i + 1])
+        return count
+    return offset, count
+
+
 def _read(s: IoSession, argv: List[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
@@ -58,14 +71,10 @@ def _read(s: IoSession, argv: List[str]) -> int:
     if g.optind != len(argv) - 2:
         usage(READ)
         return -errno.EINVAL
-    offset = cvtnum(argv[g.optind])
-    if offset < 0:
-        print_cvtnum_err(offset, argv[g.optind])
-        return offset
-    count = cvtnum(argv[g.optind + 1])
-    if count < 0:
-        print_cvtnum_err(count, argv[g.optind + 1])
-        return count
+    parsed = _offset_and_count(argv, g.optind)
+    if isinstance(parsed, int):
+        return parsed
+    offset, count = parsed
     if count > REQUEST_MAX_BYTES:
         out(f"length cannot exceed {REQUEST_MAX_BYTES}, given {argv[g.optind + 1]}\n")
         return -errno.EINVAL
@@ -284,14 +293,10 @@ def _write(s: IoSession, argv: List[str]) -> int:
     if zflag + pflag + sflag > 1:
         out("Only one of -z, -P, and -s can be specified at the same time\n")
         return -errno.EINVAL
-    offset = cvtnum(argv[g.optind])
-    if offset < 0:
-        print_cvtnum_err(offset, argv[g.optind])
-        return offset
-    count = cvtnum(argv[g.optind + 1])
-    if count < 0:
-        print_cvtnum_err(count, argv[g.optind + 1])
-        return count
+    parsed = _offset_and_count(argv, g.optind)
+    if isinstance(parsed, int):
+        return parsed
+    offset, count = parsed
     if count > REQUEST_MAX_BYTES and not flags & BDRV_REQ_NO_FALLBACK:
         out(f"length cannot exceed {REQUEST_MAX_BYTES} without -n, given {argv[g.optind + 1]}\n")
         return -errno.EINVAL
@@ -476,14 +481,10 @@ def _discard(s: IoSession, argv: List[str]) -> int:
     if g.optind != len(argv) - 2:
         usage(DISCARD)
         return -errno.EINVAL
-    offset = cvtnum(argv[g.optind])
-    if offset < 0:
-        print_cvtnum_err(offset, argv[g.optind])
-        return offset
-    count = cvtnum(argv[g.optind + 1])
-    if count < 0:
-        print_cvtnum_err(count, argv[g.optind + 1])
-        return count
+    parsed = _offset_and_count(argv, g.optind)
+    if isinstance(parsed, int):
+        return parsed
+    offset, count = parsed
     if count > REQUEST_MAX_BYTES:
         out(f"length cannot exceed {REQUEST_MAX_BYTES}, given {argv[g.optind + 1]}\n")
         return -errno.EINVAL
