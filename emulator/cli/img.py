@@ -98,23 +98,7 @@ def _run(argv: List[str]) -> int:
     return 1
 
 
-def _quiet_stdout_at_exit() -> None:
-    """Point fd 1 at /dev/null if stdout broke, so the interpreter's exit flush is silent."""
-    import os
-    try:
-        sys.stdout.flush()
-    except OSError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-
-
 def console_main() -> None:
     """Entry point of the qcowlab-img console script."""
-    code = main(sys.argv[1:])
-    _quiet_stdout_at_exit()
-    if code > 128:  # die by the signal, as QEMU did
-        import os
-        import signal
-        signal.signal(code - 128, signal.SIG_DFL)
-        os.kill(os.getpid(), code - 128)
-    sys.exit(code)
+    from emulator.cli.stdio import exit_like_qemu
+    exit_like_qemu(main(sys.argv[1:]))

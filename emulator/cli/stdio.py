@@ -75,3 +75,27 @@ def redirected_stdout() -> Iterator[CStdout]:
     finally:
         sys.stdout = original
         out.flush()
+
+
+def _quiet_stdout_at_exit() -> None:
+    """Point fd 1 at /dev/null if stdout broke, so the interpreter's exit flush is silent."""
+    import os
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def exit_like_qemu(code: int) -> None:
+    """End the process with ``code``; above 128, die by that signal as QEMU did."""
+    _quiet_stdout_at_exit()
+    if code > 128:
+        import os
+        import signal
+        try:
+            signal.signal(code - 128, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL/SIGSTOP cannot be handled anyway
+            pass
+        os.kill(os.getpid(), code - 128)
+    sys.exit(code)
