@@ -1,8 +1,7 @@
 """qemu-img commit (img_commit): copy an image's data into a backing file.
 
 The block job is :mod:`emulator.cli.commit_mirror`; emptying the top image
-afterwards (without -d/-b) is the driver's ``make_empty`` when it has one,
-else :mod:`emulator.cli.commit_empty`.
+afterwards (without -d/-b) is the driver's ``make_empty`` when it has one.
 """
 from __future__ import annotations
 
@@ -111,11 +110,8 @@ def _commit(top, filename: str, base: Optional[str], drop: bool,
     if not drop:
         try:
             make_empty = getattr(top, "make_empty", None)
-            if make_empty is not None:
+            if make_empty is not None:  # formats without it cannot be emptied, which is fine
                 make_empty()
-            else:
-                from emulator.cli.commit_empty import make_empty as outside
-                outside(top)
         except BlockError as e:
             if e.errno != errno.ENOTSUP:  # a format that cannot be emptied is fine
                 return e.message, e.hint
