@@ -184,18 +184,23 @@ def _probe_backing(filename: str, backing_file: str, backing_fmt: Optional[str],
     return size
 
 
-def _create(fmt: str, filename: str, opts: QemuOpts) -> None:
-    from emulator.block.node import BlockError
+def driver_create(fmt: str, filename: str, opts: QemuOpts) -> None:
+    """bdrv_create: hand the set options (last one wins) to the format's create; raises BlockError."""
     values = {}
     for opt in opts.opts:
         values.pop(opt.name, None)
         values[opt.name] = opt.value
+    if fmt == "qcow2":
+        from emulator.qcow2.create import create
+    else:
+        from emulator.block.raw import create
+    create(filename[5:] if filename.startswith("file:") else filename, values)
+
+
+def _create(fmt: str, filename: str, opts: QemuOpts) -> None:
+    from emulator.block.node import BlockError
     try:
-        if fmt == "qcow2":
-            from emulator.qcow2.create import create
-        else:
-            from emulator.block.raw import create
-        create(filename[5:] if filename.startswith("file:") else filename, values)
+        driver_create(fmt, filename, opts)
     except BlockError as e:
         if e.errno == errno.EFBIG:
             hint = " (try using a larger cluster size)" if opts.get_size("cluster_size", 0) else ""

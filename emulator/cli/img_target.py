@@ -33,16 +33,9 @@ def target_opts(fmt: str, filename: str, unknown_format: str):
 def create_image(fmt: str, filename: str, opts) -> Optional[Tuple[str, str]]:
     """bdrv_create: make the image; the driver's (message, hint), or None on success."""
     from emulator.block.node import BlockError
-    values: dict = {}
-    for opt in opts.opts:
-        values.pop(opt.name, None)
-        values[opt.name] = opt.value
+    from emulator.cli.img_create import driver_create
     try:
-        if fmt == "qcow2":
-            from emulator.qcow2.create import create
-        else:
-            from emulator.block.raw import create
-        create(filename[5:] if filename.startswith("file:") else filename, values)
+        driver_create(fmt, filename, opts)
     except BlockError as e:
         return e.message, e.hint
     return None
