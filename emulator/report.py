@@ -3,10 +3,16 @@ import sys
 
 #: program prefix, set by each command line ("qemu-img", "qemu-io")
 prog_name = ""
+#: while an HMP command runs, the text error_report() sends to its monitor
+#: (QEMU prints errors there, without the program prefix)
+monitor = None
 
 
 def error_report(msg: str) -> None:
     """Print ``PROG: msg`` to the current stderr (looked up at call time)."""
+    if monitor is not None:
+        monitor.append(msg + "\n")
+        return
     err = sys.stderr
     if prog_name:
         err.write(f"{prog_name}: {msg}\n")

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import errno
 import math
-from typing import Optional, Tuple
 
 U64 = 1 << 64
 INT64_MAX = (1 << 63) - 1
 _SPACE = " \t\n\v\f\r"
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
 _SUFFIX_POWER = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 
 
-def c_strtoul(s: str, base: int, limit: int = U64) -> Tuple[int, int, bool]:
+def c_strtoul(s: str, base: int, limit: int = U64) -> tuple[int, int, bool]:
     """Parse like strtoull(s, &end, base) with unsigned range ``limit``.
 
     Returns (value, end_index, overflowed).  end_index is 0 when nothing was
@@ -37,13 +37,13 @@ def c_strtoul(s: str, base: int, limit: int = U64) -> Tuple[int, int, bool]:
         base = 16
     elif base == 0:
         base = 8 if s[i:i + 1] == "0" else 10
-    start = i
-    value = 0
-    while i < n and _digit(s[i]) < base:
-        value = value * base + _digit(s[i])
-        i += 1
-    if i == start:
+    digits = _ALNUM[:base] + _ALNUM[10:base].upper()
+    rest = s[i:]
+    count = len(rest) - len(rest.lstrip(digits))
+    if not count:
         return 0, 0, False
+    value = int(rest[:count], base)
+    i += count
     if value >= limit:
         return limit - 1, i, True
     if neg:
@@ -51,7 +51,7 @@ def c_strtoul(s: str, base: int, limit: int = U64) -> Tuple[int, int, bool]:
     return value, i, False
 
 
-def c_strtol(s: str, base: int = 0) -> Tuple[int, int]:
+def c_strtol(s: str, base: int = 0) -> tuple[int, int]:
     """strtol() on a 64-bit long: (value clamped to LONG range, end index)."""
     value, end, over = c_strtoul(s, base, U64 * 2)
     if end == 0:
@@ -71,7 +71,7 @@ def _digit(ch: str) -> int:
     return 99
 
 
-def _fraction(s: str, i: int) -> Tuple[Optional[float], int, bool]:
+def _fraction(s: str, i: int) -> tuple[float | None, int, bool]:
     """strtod() on s[i:] which starts with '.': (value or None, end, has_exponent)."""
     j = i + 1
     while j < len(s) and s[j].isdigit() and s[j].isascii():
@@ -90,7 +90,7 @@ def _fraction(s: str, i: int) -> Tuple[Optional[float], int, bool]:
     return float("0" + s[i:end]), end, False
 
 
-def strtosz(s: str, warn=None) -> Tuple[int, int]:
+def strtosz(s: str, warn=None) -> tuple[int, int]:
     """qemu_strtosz(s, NULL, &v): returns (0, value) or (-errno, 0).
 
     ``warn`` is called with the deprecation text for hex numbers with a suffix.

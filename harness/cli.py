@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
-from harness import report, selection
+from harness import parallel, report, selection
 from harness.backends.qemu import find_program
 from harness.runner import REPO, CaseResult, RunConfig, regenerate, run_case
 from harness.timings import Timings
@@ -23,7 +19,7 @@ CASES_DIR = REPO / "cases"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="check", description="Run qcowlab cases (qemu-iotests style).")
     p.add_argument("-n", "--dry-run", action="store_true", help="show the cases, do not run them")
-    p.add_argument("-j", dest="jobs", type=int, default=1, help="parallel jobs (pytest-xdist)")
+    p.add_argument("-j", dest="jobs", type=int, default=1, help="parallel jobs (worker processes)")
     p.add_argument("-d", dest="debug", action="store_true", help="print every command run")
     p.add_argument("--color", choices=["on", "off", "auto"], default="auto")
     p.add_argument("-tap", action="store_true", help="produce TAP output")
@@ -76,51 +72,15 @@ def print_env(config: RunConfig, prefix: str = "") -> None:
 
 def run_parallel(paths: list[Path], config: RunConfig, jobs: int, rep: report.Reporter,
                  timings: Timings) -> list[CaseResult]:
-    """Run on pytest-xdist, printing each result as it arrives."""
-    with tempfile.TemporaryDirectory(prefix="qcowlab-results-") as results_dir:
-        # only the two plugins needed: autoloading every installed one costs a second per worker
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                "-p", "xdist.plugin", "-p", "harness.pytest_plugin", "-n", str(jobs),
-                "--rootdir", str(REPO), "-o", "addopts=",
-                "--qcowlab-imgfmt", config.imgfmt, "--qcowlab-imgopts", config.imgopts,
-                "--qcowlab-impl", config.impl, "--qcowlab-results", results_dir,
-                "--qcowlab-golden-dir", str(config.golden_dir),
-                "--qcowlab-scratch-dir", str(config.scratch_root)]
-        if config.cachemode:
-            argv += ["--qcowlab-cachemode", config.cachemode]
-        argv += [str(p) for p in paths]
-        env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONPATH=os.pathsep.join(
-            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        proc = subprocess.Popen(argv, cwd=str(REPO), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=env)
-        assert proc.stdout is not None
-        seen: dict[str, CaseResult] = {}
-        pytest_log = bytearray()
-        os.set_blocking(proc.stdout.fileno(), False)
-        while True:
-            chunk = proc.stdout.read()
-            if chunk:
-                pytest_log += chunk
-            for entry in sorted(os.listdir(results_dir)):
-                if entry.endswith(".json") and entry not in seen:
-                    data = json.loads(Path(results_dir, entry).read_text())
-                    res = CaseResult(**data)
-                    seen[entry] = res
-                    rep.line(res.name, res.start or report.now(),
-                             res.status, report.now(), res.elapsed, timings.get(res.name),
-                             res.description)
-            if proc.poll() is not None and not proc.stdout.read():
-                break
-            time.sleep(0.05)
-    by_name = {r.name: r for r in seen.values()}
-    results = []
-    for path in paths:
-        res = by_name.get(path.stem)
-        if res is None:
-            tail = pytest_log.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            res = CaseResult(path.stem, "fail", f"no result from pytest-xdist ({tail[0]})")
-            rep.line(res.name, report.now(), res.status, report.now(), description=res.description)
-        results.append(res)
+    """Run in ``jobs`` worker processes, printing each result as it arrives."""
+    sys.stdout.flush()  # nothing buffered may be inherited by the workers
+    sys.stderr.flush()
+    by_name = {}
+    for res in parallel.run_cases(paths, config, jobs, timings.get):
+        by_name[res.name] = res
+        rep.line(res.name, res.start or report.now(), res.status, report.now(), res.elapsed,
+                 timings.get(res.name), res.description)
+    results = [by_name[path.stem] for path in paths]
     for res in results:
         rep.diff(res)
     return results

@@ -143,9 +143,10 @@ def filter_img_info(text: str, ctx: FilterContext) -> str:
 
 
 def filter_qmp(text: str, ctx: FilterContext) -> str:
-    """QMP timestamps and greeting (_filter_qmp)."""
+    """QMP timestamps and greeting (_filter_qmp), automatic node names."""
     text = filter_win32(text, ctx)
     text = re.sub(r'("(micro)?seconds": )[0-9]+', r"\1 TIMESTAMP", text)
+    text = re.sub(r'"#block[0-9]+"', '"#blockNNN"', text)
     return re.sub(r'^\{"QMP":.*\}$', "QMP_VERSION", text, flags=re.M)
 
 

@@ -14,6 +14,7 @@ options are a subset of the run's ``-o`` options; the most specific one
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,16 @@ def variant_name(case_id: str, fmt: Optional[str], opts: frozenset[tuple[str, st
 
 def variants(golden_dir: Path, case_id: str) -> list[Variant]:
     """All golden files of one case."""
+    try:
+        names = sorted(n for n in os.listdir(golden_dir) if n.startswith(case_id))
+    except OSError:  # no golden directory yet
+        return []
     found = []
-    for path in sorted(golden_dir.glob(f"{case_id}*.out")):
-        m = _NAME.match(path.name)
+    for name in names:
+        m = _NAME.match(name)
         if m and m.group("id") == case_id:
-            found.append(Variant(path, m.group("fmt"), parse_imgopts(m.group("opts") or "")))
+            found.append(Variant(golden_dir / name, m.group("fmt"),
+                                 parse_imgopts(m.group("opts") or "")))
     return found
 
 

@@ -1,7 +1,8 @@
 """Byte comparison of the image files two implementations left behind.
 
 Fields that QEMU fills from the wall clock (the creation time of internal
-snapshots) cannot match between two runs, so they are masked before comparing.
+snapshots, and their VM clock when qemu-storage-daemon takes them) cannot
+match between two runs, so they are masked before comparing.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Optional
 
 _QCOW_MAGIC = b"QFI\xfb"
 _SNAPSHOT_FIXED = 40      # bytes of a snapshot table entry before its extra data
-_DATE_RANGE = (16, 24)    # date_sec and date_nsec within an entry
+_DATE_RANGE = (16, 32)    # date_sec, date_nsec and vm_clock_nsec within an entry
 
 
 def _volatile_ranges(data: bytes) -> list[tuple[int, int]]:

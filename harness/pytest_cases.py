@@ -1,14 +1,11 @@
 """pytest collector and item for one case file (used by harness.pytest_plugin)."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from harness import report
 from harness.runner import CaseResult, RunConfig, run_case
 
 
@@ -41,17 +38,7 @@ class CaseItem(pytest.Item):
         return config
 
     def runtest(self) -> None:
-        start = report.now()
         result = run_case(Path(self.path), self._config())
-        result.start = start
-        results_dir = self.config.getoption("--qcowlab-results")
-        if results_dir:
-            data = dataclasses.asdict(result)
-            data["output"] = ""
-            target = Path(results_dir, f"{result.name}.json")
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data))
-            tmp.rename(target)
         if result.status == "not run":
             pytest.skip(result.description)
         if result.status == "fail":

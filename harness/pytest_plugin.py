@@ -2,8 +2,8 @@
 
 Only ``*.yaml`` files directly inside a directory called ``cases`` are
 collected; everything else (tests/, other YAML) is left to pytest.  Options
-``--qcowlab-*`` choose format, image options and implementation; ``./check
--j N`` drives this plugin through pytest-xdist.
+``--qcowlab-*`` choose format, image options and implementation
+(``pytest -n N cases/`` runs them on pytest-xdist).
 """
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcowlab-cachemode", default=None, help="cache mode passed to qemu-io")
     group.addoption("--qcowlab-golden-dir", default=None, help="golden files directory")
     group.addoption("--qcowlab-scratch-dir", default=None, help="root of the scratch directories")
-    group.addoption("--qcowlab-results", default=None,
-                    help="directory receiving one JSON result per case (used by ./check -j)")
 
 
 def _is_case_file(path: Path) -> bool:

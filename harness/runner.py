@@ -55,6 +55,19 @@ def make_backend(impl: str, sock_dir: str) -> Backend:
     return QemuBackend(sock_dir)
 
 
+def preload(impl: str) -> None:
+    """Import the command lines that ``impl`` runs in process (before workers fork)."""
+    if impl in ("emulator", "both"):
+        import importlib
+
+        try:
+            from emulator.cli import img
+            for module in ("emulator.cli.io", *img.COMMANDS.values()):
+                importlib.import_module(module)
+        except ImportError:  # only a head start: the cases show what is broken
+            pass
+
+
 def scratch_dir(config: RunConfig, impl: str, case_id: str) -> Path:
     """A directory private to this case, implementation, format and option set."""
     key = f"{impl}-{config.imgfmt}"

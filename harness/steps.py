@@ -171,11 +171,17 @@ class Executor:
                           if "No errors were found on the image" not in line), [])
 
     def step_qmp(self, step: Step) -> None:
+        """The command, what the machine printed meanwhile (HMP qemu-io), the
+        reply, then the events that came with it (a job's until it concludes)."""
         machine = step.options.get("machine", "daemon")
         cmd = self.subst_obj(step.value, step.line)
         self.emit(json.dumps(cmd) + "\n", [])
-        reply = self.call(self.backend.qmp, machine, cmd)
-        self.emit(json.dumps(reply) + "\n", ["qmp"], step.options.get("filters"))
+        exchange = self.call(self.backend.qmp, machine, cmd)
+        if exchange.output:
+            self.emit(exchange.output, ["qemu_io"], step.options.get("filters"))
+        lines = [exchange.reply] + exchange.events
+        self.emit("".join(json.dumps(m) + "\n" for m in lines), ["qmp"],
+                  step.options.get("filters"))
 
     def _image(self, step: Step, writable: bool = False) -> insp.Image:
         img = self.case.image(step.options.get("image", "test"))

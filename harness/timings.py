@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +28,10 @@ class Timings:
         self.data.setdefault(self.key, {})[case] = elapsed
 
     def save(self) -> None:
+        """Write the history; a concurrent run never reads a half-written file."""
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
-            self.path.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+            tmp.replace(self.path)
         except OSError:
-            pass
+            tmp.unlink(missing_ok=True)

@@ -53,6 +53,11 @@ RAW_CASES = [
     ["-d", "bogus", "a.raw"],
     ["--image-opts", "driver=raw,file.filename=a.raw"] + c("read -P 0 0 1k"),
     ["-f", "raw"] + c("read -v 0 64k", "write -z 0 1M", "read -P 1 0 1") + ["a.raw"],
+    # nothing written: no fdatasync at close (which /dev/null refuses)
+    ["-f", "raw"] + c("read 0 1", "flush") + ["/dev/null"],
+    # open flags the tools set internally are not options a user may give
+    c("open -o x-check=on a.raw", "read 0 1"),
+    ["--image-opts", "driver=raw,file.filename=a.raw,x-no-io=on"] + c("read 0 1"),
 ]
 
 

@@ -12,11 +12,13 @@ with itself).
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
 
-from tools.difftest.corrupt import BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt, make_base
+from tools.difftest.corrupt import (BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt,
+                                    companions, layout, make_base, random_mutation)
 from tools.difftest.runners import ForkRunner, InProcessRunner, qemu_runner, scripts_runner
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest")) / f"corrupt-{os.getpid()}"
@@ -32,16 +34,21 @@ pytestmark = [
 ]
 
 
+#: a fast subset of ``python -m tools.fuzz_corrupt --seeds 0:2000`` (same seeds, same mutations)
+FUZZ_SEEDS = range(0, 2000, 50)
+
+
 @pytest.fixture(scope="module")
-def bases() -> dict[str, bytes]:
-    return {name: make_base(name, SCRATCH / "base" / name) for name in BASES}
+def bases() -> dict[str, tuple[bytes, dict[str, bytes]]]:
+    return {name: (make_base(name, SCRATCH / "base" / name), companions(SCRATCH / "base" / name))
+            for name in BASES}
 
 
-def _check(name: str, bases: dict[str, bytes], probes: list) -> None:
+def _check(name: str, bases: dict, probes: list) -> None:
     base, mutate = NAMED[name]
-    data = bytearray(bases[base])
+    data = bytearray(bases[base][0])
     mutate(data)
-    hard, soft = compare_corrupt(bytes(data), REF, SUT, SCRATCH / name, probes)
+    hard, soft = compare_corrupt(bytes(data), REF, SUT, SCRATCH / name, probes, bases[base][1])
     assert not hard and not soft, "\n".join(hard + soft)
 
 
@@ -53,3 +60,18 @@ def test_corrupt_input_behaves_like_qemu(name: str, bases: dict[str, bytes]) -> 
 @pytest.mark.parametrize("name", sorted(NAMED))
 def test_corrupt_input_write_and_repair_like_qemu(name: str, bases: dict[str, bytes]) -> None:
     _check(name, bases, WRITE_PROBES)
+
+
+@pytest.mark.parametrize("seed", FUZZ_SEEDS)
+def test_random_mutation_like_qemu(seed: int, bases: dict) -> None:
+    """Exit code, first error line and the file after check/info/read/write/repair
+    (the fuzzer's hard criteria) match QEMU's."""
+    rng = random.Random(seed)
+    base = rng.choice(sorted(bases))
+    original, others = bases[base]
+    data = bytearray(original)
+    what = "; ".join(random_mutation(rng, data, layout(original))
+                     for _ in range(rng.choice([1, 1, 2])))
+    hard, _ = compare_corrupt(bytes(data), REF, SUT, SCRATCH / f"seed{seed}",
+                              PROBES + WRITE_PROBES, others)
+    assert not hard, f"seed {seed} [{base}] {what}\n" + "\n".join(hard)

@@ -77,3 +77,15 @@ def test_qemu_session_keeps_program_order(tmp_path: Path) -> None:
     assert res.output.splitlines() == ['command "frobnicate" not found',
                                        "Pattern verification failed at offset 0, 4096 bytes"]
     assert res.status == 1
+
+
+def test_session_echo_removed_wherever_async_output_falls() -> None:
+    """A blkdebug message printed while the harness types stays, the echo goes."""
+    from harness.backends.qemu import _without_echo
+    cmd = "wait_break A"
+    # qemu-io's readline redraws the whole line after every typed character
+    echo = "".join("\x1b[D" * (i - 1) + cmd[:i] + "\x1b[K" for i in range(1, len(cmd) + 1))
+    msg = "blkdebug: Suspended request 'A'\r\n"
+    assert _without_echo(echo + "\r\n" + msg, cmd) == msg
+    assert _without_echo(msg + echo + "\r\n", cmd) == msg
+    assert _without_echo(echo + "\r\n", cmd) == ""

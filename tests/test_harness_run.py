@@ -133,7 +133,7 @@ def test_qemu_parallel_run(tmp_path: Path) -> None:
     assert out.splitlines()[-1] == "Passed all 3 iotests"
 
 
-def test_parallel_run_on_xdist(lib: Path) -> None:
+def test_parallel_run(lib: Path) -> None:
     (lib / "cases" / "c2.yaml").write_text(ECHO_CASE)
     (lib / "golden" / "c2.out").write_text(ECHO_OUT.replace("c1", "c2").replace("world", "x"))
     status, out = check(lib, "-j", "2")

@@ -14,10 +14,10 @@ SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest")) / f"bench-{os.ge
 
 
 def program(tool: str, ours: bool) -> list[str]:
-    """Command prefix for 'img' or 'io': QEMU's binary, or our console script.
+    """Command prefix for 'img' or 'io': QEMU's binary, or our installed script.
 
-    Without an installed console script, falls back to the module run by this
-    Python (which is what the console script does, plus pip's wrapper).
+    Without an installed script (bin/qcowlab-*), falls back to the module run by
+    this Python, which is what the script does.
     """
     if not ours:
         return [f"qemu-{tool}"]

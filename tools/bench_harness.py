@@ -1,20 +1,24 @@
 """Benchmark the harness: emulator vs QEMU command-line backend, -j 2 vs -j 1.
 
-Runs ``./check`` on the case library (QMP cases excluded from the backend
-comparison, since the emulator does not run them) in subprocesses (each configuration
-``--repeat`` times, best wall-clock time kept) and prints the timings side by
-side with their ratios and the targets of issue 3 (emulator >= 3x faster
-than QEMU; -j 2 >= 1.6x faster than -j 1).
+Runs ``./check`` on the case library in subprocesses and prints the wall-clock
+times side by side with their ratios and the targets of issue 3 (emulator >= 3x
+faster than QEMU; ``-j 2`` >= 1.6x faster than ``-j 1``). QMP cases are left out
+of the backend comparison, since the emulator does not run them.
 
-    python -m tools.bench_harness [--repeat N] [--copies K] [--jobs-impl qemu|emulator]
+The configurations of a comparison run alternately, ``--repeat`` rounds, so
+that a change in the machine's load hits both sides alike; the ratio reported
+is the median of the per-round ratios (each round's two runs are adjacent in
+time), next to the median times.
+
+    python -m tools.bench_harness [--repeat N] [--copies K] [--jobs-impl emulator|qemu]
                                   [-- CHECK ARGS]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,26 +30,30 @@ TARGET_BACKEND = 3.0
 TARGET_JOBS = 1.6
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def run_check(args: list[str]) -> tuple[float, str]:
+    """Wall time of one ``./check ARGS`` and its summary line."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(REPO / "check"), "--color", "off", *args],
+                          cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    lines = [line for line in proc.stdout.splitlines()
+             if line.startswith(("Passed all", "Failed "))]
+    return wall, lines[-1] if lines else f"exit {proc.returncode}"
 
 
-def run_check(args: list[str], repeat: int) -> tuple[float, str]:
-    """Best wall time of ``./check ARGS`` and its summary line (with the CPU time used)."""
-    best = float("inf")
-    summary = ""
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), _children_cpu()
-        proc = subprocess.run([sys.executable, str(REPO / "check"), "--color", "off", *args],
-                              cwd=REPO, capture_output=True, text=True)
-        wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
-        if wall < best:
-            best = wall
-            lines = [line for line in proc.stdout.splitlines()
-                     if line.startswith(("Passed all", "Failed "))]
-            summary = (lines[-1] if lines else f"exit {proc.returncode}") + f", cpu {cpu:.2f}s"
-    return best, summary
+def compare(fast: list[str], slow: list[str], repeat: int) -> tuple[float, float, float, str]:
+    """(median fast time, median slow time, median per-round slow/fast ratio, summaries)."""
+    t_fast, t_slow, ratios, summaries = [], [], [], set()
+    for k in range(repeat):
+        # alternate which side goes first: neither always runs on a warmer cache
+        order = [(fast, t_fast), (slow, t_slow)][::1 if k % 2 == 0 else -1]
+        for args, times in order:
+            wall, summary = run_check(args)
+            times.append(wall)
+            summaries.add(summary)
+        ratios.append(t_slow[-1] / t_fast[-1])
+    return (statistics.median(t_fast), statistics.median(t_slow), statistics.median(ratios),
+            "; ".join(sorted(summaries)))
 
 
 def make_library(dest: Path, copies: int) -> list[str]:
@@ -66,41 +74,42 @@ def make_library(dest: Path, copies: int) -> list[str]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bench_harness", description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=3, help="runs per configuration (best kept)")
-    p.add_argument("--jobs-impl", default="qemu", choices=["qemu", "emulator"],
-                   help="backend used for the -j comparison")
+    p.add_argument("--repeat", type=int, default=3, help="rounds per comparison")
+    p.add_argument("--jobs-impl", default="emulator", choices=["emulator", "qemu"],
+                   help="backend of the -j comparison (default: ./check's own default)")
     p.add_argument("--copies", type=int, default=1,
                    help="run a library made of this many copies of every case")
     p.add_argument("check_args", nargs="*", help="extra ./check arguments (cases, -o ...)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="qcowlab-bench-") as tmp:
-        lib = make_library(Path(tmp), args.copies) if args.copies > 1 else []
+        # its own scratch directory: no concurrent ./check run shares its case
+        # directories, and its timing history (long cases first with -j) is its own
+        lib = make_library(Path(tmp), args.copies) if args.copies > 1 else \
+            ["--scratch-dir", str(REPO / "scratch" / "bench" / "scratch")]
         return bench(args, lib + args.check_args)
 
 
 def bench(args: argparse.Namespace, extra: list[str]) -> int:
-    """Run the four configurations and print the comparison table."""
+    """Run both comparisons and print the table."""
     load = os.getloadavg()
     rows = []
-    # QMP cases run only on QEMU: leave them out so both sides run the same cases
-    t_emu, s_emu = run_check(["--impl", "emulator", "-x", "qmp", *extra], args.repeat)
-    t_qemu, s_qemu = run_check(["--impl", "qemu", "-x", "qmp", *extra], args.repeat)
-    rows.append(("backend", "emulator -j 1", t_emu, s_emu, "qemu -j 1", t_qemu, s_qemu,
-                 t_qemu / t_emu, TARGET_BACKEND))
-    t_j1, s_j1 = run_check(["--impl", args.jobs_impl, "-j", "1", *extra], args.repeat)
-    t_j2, s_j2 = run_check(["--impl", args.jobs_impl, "-j", "2", *extra], args.repeat)
-    rows.append(("jobs", f"{args.jobs_impl} -j 2", t_j2, s_j2, f"{args.jobs_impl} -j 1", t_j1,
-                 s_j1, t_j1 / t_j2, TARGET_JOBS))
+    emu, qemu = ["--impl", "emulator", "-x", "qmp", *extra], ["--impl", "qemu", "-x", "qmp", *extra]
+    rows.append(("backend", "emulator -j 1", "qemu -j 1", *compare(emu, qemu, args.repeat),
+                 TARGET_BACKEND))
+    j1, j2 = (["--impl", args.jobs_impl, "-j", n, *extra] for n in ("1", "2"))
+    rows.append(("jobs", f"{args.jobs_impl} -j 2", f"{args.jobs_impl} -j 1",
+                 *compare(j2, j1, args.repeat), TARGET_JOBS))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in load)}, "
           f"after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
-    print(f"{'comparison':10} {'fast side':16} {'time':>7}  {'slow side':16} {'time':>7}  "
+    print(f"{'comparison':10} {'fast side':16} {'median':>7}  {'slow side':16} {'median':>7}  "
           f"{'ratio':>6}  {'target':>6}  verdict")
     ok = True
-    for name, fa, ta, sa, sl, tb, sb, ratio, target in rows:
+    for name, fast, slow, t_fast, t_slow, ratio, summaries, target in rows:
         verdict = "met" if ratio >= target else "NOT met"
         ok &= ratio >= target
-        print(f"{name:10} {fa:16} {ta:6.2f}s  {sl:16} {tb:6.2f}s  {ratio:5.2f}x  {target:5.1f}x  {verdict}")
-        print(f"{'':10} ({sa}; {sb})")
+        print(f"{name:10} {fast:16} {t_fast:6.2f}s  {slow:16} {t_slow:6.2f}s  {ratio:5.2f}x  "
+              f"{target:5.1f}x  {verdict}")
+        print(f"{'':10} ({summaries})")
     return 0 if ok else 1
 
 

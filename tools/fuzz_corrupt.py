@@ -1,9 +1,12 @@
 """Corrupt-input fuzzing: the emulator must fail exactly as QEMU 7.2 does.
 
 For every named corruption (tools/difftest/corrupt.py) and every seeded random
-mutation of header fields, L1/L2 entries, refcount structures and extension
-lengths, runs ``qemu-img check``, ``qemu-img info`` and ``qemu-io -c 'read 0
-64k'`` on QEMU and on the emulator, each on a fresh copy, and compares the
+mutation of header fields, L1/L2 entries, refcount structures, header
+extensions (type and length of each) and the snapshot table (entry fields,
+extra data, id/name bytes, snapshot L1 tables) of base images with and without
+snapshots, a backing file or an external data file (BASES), runs ``qemu-img
+check``, ``qemu-img info`` and ``qemu-io -c 'read 0 64k'`` on QEMU and on the
+emulator, each on a fresh copy, and compares the
 exit code, the first error line, the image file afterwards (no write where
 QEMU does not write) and the absence of Python tracebacks.  Other output
 differences are counted as "soft".
@@ -20,8 +23,8 @@ import sys
 from pathlib import Path
 
 from tools.difftest.__main__ import make_sut
-from tools.difftest.corrupt import (BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt, layout,
-                                    make_base, random_mutation, repro)
+from tools.difftest.corrupt import (BASES, NAMED, PROBES, WRITE_PROBES, compare_corrupt,
+                                    companions, layout, make_base, random_mutation, repro)
 from tools.difftest.runners import qemu_runner
 
 SCRATCH = Path(os.environ.get("DIFFTEST_DIR", "/tmp/difftest")) / f"fuzz-{os.getpid()}"
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     ref, sut = qemu_runner(), make_sut(args.sut)
     bases = {name: make_base(name, SCRATCH / "base" / name) for name in BASES}
+    others = {name: companions(SCRATCH / "base" / name) for name in BASES}
     cases: list[tuple[str, str, bytes]] = []
     if not args.no_named:
         for name, (base, mutate) in NAMED.items():
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     probes = PROBES + (WRITE_PROBES if args.writes else [])
     n_hard = n_soft = 0
     for label, base, data in cases:
-        hard, soft = compare_corrupt(data, ref, sut, SCRATCH / "run", probes)
+        hard, soft = compare_corrupt(data, ref, sut, SCRATCH / "run", probes, others[base])
         n_hard += bool(hard)
         n_soft += bool(soft)
         if hard or (soft and args.verbose):

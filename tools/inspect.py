@@ -15,7 +15,6 @@ CLI::
 """
 from __future__ import annotations
 
-import dataclasses
 import struct
 import sys
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ SUBCLUSTER_LETTERS = {
     l2e.SubclusterType.INVALID: "!",
 }
 
-HEADER_FIELDS = tuple(f.name for f in dataclasses.fields(hdr.Header))
+HEADER_FIELDS = hdr.FIELDS
+CLUSTER_TYPE_NAMES = {v: k.lower() for k, v in vars(l2e.ClusterType).items() if k.isupper()}
 
 
 class InspectError(Exception):
@@ -69,7 +69,7 @@ class L2Info:
     data_file: bool = False
 
     @property
-    def cluster_type(self) -> l2e.ClusterType:
+    def cluster_type(self) -> int:
         return l2e.cluster_type(self.entry, self.extended, self.data_file)
 
     @property
@@ -213,7 +213,7 @@ class Image:
         """Rewrite one fixed header field (other fields keep their stored value)."""
         if name not in HEADER_FIELDS:
             raise InspectError(f"unknown header field '{name}'")
-        h = dataclasses.replace(self.header, **{name: value})
+        h = hdr.Header(**{**self.header.__dict__, name: value})
         packed = h.pack()
         self._write(0, packed)
         self.header = hdr.Header.parse(self._read(0, hdr.HEADER_SIZE))
@@ -247,7 +247,7 @@ def describe_l2(img: Image, guest_offset: int) -> list[str]:
     line = f"L2 entry #{info.index} (guest offset {guest_offset}): 0x{info.entry:016x}"
     if info.extended:
         line += f" {info.bitmap:016x}"
-    kind = info.cluster_type.name.lower()
+    kind = CLUSTER_TYPE_NAMES[info.cluster_type]
     return [line, f"  type {kind}, subclusters {info.subcluster_map()}"]
 
 

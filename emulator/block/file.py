@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Optional
 
 from emulator.block.node import (
     BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO, BDRV_REQ_MAY_UNMAP,
@@ -122,6 +121,8 @@ class FileNode(BlockNode):
                              f"'file' driver requires '{path}' to be a regular file")
         # host I/O requests issued: in QEMU each one yields the coroutine
         self.io_ops = 0
+        # bdrv_co_flush syncs only when write requests came since the last flush
+        self.write_gen = self.flushed_gen = 0
         self.has_discard = True
         self.has_write_zeroes = True
         self.has_fallocate = True
@@ -159,6 +160,7 @@ class FileNode(BlockNode):
 
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         self._check_writable()
+        self.write_gen += 1
         self.io_ops += 1
         view = memoryview(data)
         while view:
@@ -171,6 +173,7 @@ class FileNode(BlockNode):
 
     def drv_pwrite_zeroes(self, offset: int, length: int, flags: int) -> None:
         self._check_writable()
+        self.write_gen += 1
         self.io_ops += 1
         if flags & BDRV_REQ_MAY_UNMAP:
             ret = _fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
@@ -207,6 +210,7 @@ class FileNode(BlockNode):
 
     def drv_pdiscard(self, offset: int, length: int) -> None:
         self._check_writable()
+        self.write_gen += 1
         if not self.has_discard:
             raise BlockError(errno.ENOTSUP)
         ret = _translate_err(_fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -251,11 +255,18 @@ class FileNode(BlockNode):
 
     def drv_truncate(self, size: int, exact: bool, prealloc: str, flags: int = 0) -> None:
         self._check_writable()
+        self.write_gen += 1
         _regular_truncate(self.fd, size, prealloc)
 
     def drv_flush(self) -> None:
-        if not self.read_only:
+        if self.read_only or self.flushed_gen == self.write_gen:
+            return
+        gen = self.write_gen
+        try:
             os.fdatasync(self.fd)
+        except OSError as e:
+            raise BlockError(e.errno) from None
+        self.flushed_gen = gen
 
     def drv_close(self) -> None:
         if self.fd >= 0:
@@ -267,6 +278,6 @@ class FileNode(BlockNode):
             raise BlockError(errno.EBADF)
 
     @staticmethod
-    def _raise(ret: int, message: Optional[str] = None) -> None:
+    def _raise(ret: int, message: str | None = None) -> None:
         if ret < 0:
             raise BlockError(-ret, message or "")

@@ -27,7 +27,6 @@ getlength; ``supported_write_flags`` [0];
 from __future__ import annotations
 
 import errno
-from typing import Optional
 
 from emulator.block.node import (
     BDRV_BLOCK_ALLOCATED, BDRV_BLOCK_DATA, BDRV_BLOCK_EOF,
@@ -91,6 +90,14 @@ def _write_req_finish(node: BlockNode, offset: int, length: int, truncate: bool 
         node.total_sectors = end_sector
 
 
+def _set_dirty(node: BlockNode, offset: int, length: int) -> None:
+    """bdrv_set_dirty from bdrv_co_write_req_finish: the node's enabled dirty
+    bitmaps record a write, zero write or discard (even a failed one)."""
+    if getattr(node, "dirty_bitmaps", None):
+        from emulator.qcow2.bitmap_dirty import set_dirty
+        set_dirty(node, offset, length)
+
+
 # ----------------------------------------------------------------- checks
 
 def _check_request(offset: int, length: int) -> None:
@@ -127,7 +134,7 @@ def _write_req_prepare(node: BlockNode) -> None:
 
 # ----------------------------------------------------------------- block-status cache
 
-def _bsc_overlaps(node: BlockNode, offset: int, length: int) -> Optional[int]:
+def _bsc_overlaps(node: BlockNode, offset: int, length: int) -> int | None:
     bsc = getattr(node, "bsc", None)
     if bsc is None:
         return None
@@ -237,7 +244,7 @@ def pread(node: BlockNode, offset: int, length: int, flags: int = 0) -> bytes:
 
 # ----------------------------------------------------------------- write
 
-def _padding(node: BlockNode, offset: int, length: int) -> Optional[tuple[int, int, int, bool]]:
+def _padding(node: BlockNode, offset: int, length: int) -> tuple[int, int, int, bool] | None:
     """bdrv_init_padding: (head, tail, buf_len, merge_reads) or None if aligned."""
     align = node.request_alignment
     head = offset & (align - 1)
@@ -271,10 +278,11 @@ def _padding_rmw_read(node: BlockNode, offset: int, length: int,
 
 
 def _aligned_pwritev(node: BlockNode, offset: int, length: int, align: int,
-                     data: Optional[bytes], flags: int) -> None:
+                     data: bytes | None, flags: int) -> None:
     """bdrv_aligned_pwritev: dispatch to zeroes, compressed or plain writes."""
     max_transfer = _align_down(_min_non_zero(node.max_transfer, INT_MAX), align)
     _write_req_prepare(node)
+    _set_dirty(node, offset, length)
     detect = getattr(node, "detect_zeroes", "off")
     if (detect != "off" and not flags & BDRV_REQ_ZERO_WRITE
             and type(node).drv_pwrite_zeroes is not BlockNode.drv_pwrite_zeroes
@@ -372,7 +380,7 @@ def _do_zero_pwritev(node: BlockNode, offset: int, length: int, flags: int) -> N
         _aligned_pwritev(node, offset, align, align, bytes(buf), flags & ~BDRV_REQ_ZERO_WRITE)
 
 
-def _pwritev(node: BlockNode, offset: int, length: int, data: Optional[bytes], flags: int) -> None:
+def _pwritev(node: BlockNode, offset: int, length: int, data: bytes | None, flags: int) -> None:
     """bdrv_co_pwritev_part."""
     align = node.request_alignment
     if flags & BDRV_REQ_ZERO_WRITE:
@@ -439,6 +447,7 @@ def pdiscard(node: BlockNode, offset: int, length: int) -> None:
     head = offset % align
     tail = (offset + length) % align
     _write_req_prepare(node)
+    _set_dirty(node, offset, length)
     max_pdiscard = _align_down(_min_non_zero(getattr(node, "max_pdiscard", 0), INT64_MAX), align)
     while length > 0:
         num = length
@@ -482,6 +491,9 @@ def truncate(node: BlockNode, size: int, exact: bool = False, prealloc: str = "o
         raise BlockError(errno.ENOTSUP, "Block driver does not support requested flags")
     node.drv_truncate(size, exact, prealloc, flags)
     refresh_total_sectors(node)
+    if getattr(node, "dirty_bitmaps", None):
+        from emulator.qcow2.bitmap_dirty import truncate_all
+        truncate_all(node, node.total_sectors * SECTOR_SIZE)
 
 
 def flush(node: BlockNode) -> None:
@@ -555,11 +567,14 @@ def _co_block_status(node: BlockNode, want_zero: bool, offset: int,
     return BlockStatus(ret, pnum, local_map, local_file)
 
 
-def _filter_or_cow(node: BlockNode) -> Optional[BlockNode]:
+def _filter_or_cow(node: BlockNode) -> BlockNode | None:
+    """bdrv_filter_or_cow_bs: a filter's child, else the backing node."""
+    if getattr(node, "is_filter", False):
+        return node.file
     return node.backing if getattr(node, "supports_backing", False) else None
 
 
-def common_block_status_above(node: BlockNode, base: Optional[BlockNode], include_base: bool,
+def common_block_status_above(node: BlockNode, base: BlockNode | None, include_base: bool,
                               want_zero: bool, offset: int,
                               length: int) -> tuple[BlockStatus, int]:
     """bdrv_co_common_block_status_above: (status, depth)."""
@@ -579,14 +594,14 @@ def common_block_status_above(node: BlockNode, base: Optional[BlockNode], includ
             st = BlockStatus(BDRV_BLOCK_ZERO | BDRV_BLOCK_ALLOCATED, length, st.offset, p)
             break
         if st.flags & BDRV_BLOCK_ALLOCATED:
-            st = st._replace(flags=st.flags & ~BDRV_BLOCK_EOF)
+            st = BlockStatus(st.flags & ~BDRV_BLOCK_EOF, st.pnum, st.offset, st.file)
             break
         if p is base:
             break
         length = st.pnum
         p = _filter_or_cow(p)
     if eof is not None and offset + st.pnum == eof:
-        st = st._replace(flags=st.flags | BDRV_BLOCK_EOF)
+        st = BlockStatus(st.flags | BDRV_BLOCK_EOF, st.pnum, st.offset, st.file)
     return st, depth
 
 
@@ -596,7 +611,7 @@ def block_status(node: BlockNode, offset: int, length: int, want_zero: bool = Tr
                                      offset, length)[0]
 
 
-def block_status_above(node: BlockNode, base: Optional[BlockNode], offset: int, length: int,
+def block_status_above(node: BlockNode, base: BlockNode | None, offset: int, length: int,
                        want_zero: bool = True) -> tuple[BlockStatus, int]:
     """bdrv_block_status_above with the depth qemu-img map reports."""
     return common_block_status_above(node, base, False, want_zero, offset, length)
@@ -608,7 +623,7 @@ def is_allocated(node: BlockNode, offset: int, length: int) -> tuple[bool, int]:
     return bool(st.flags & BDRV_BLOCK_ALLOCATED), st.pnum
 
 
-def is_allocated_above(top: BlockNode, base: Optional[BlockNode], include_base: bool,
+def is_allocated_above(top: BlockNode, base: BlockNode | None, include_base: bool,
                        offset: int, length: int) -> tuple[int, int]:
     """bdrv_is_allocated_above: (depth of the allocating layer or 0, pnum)."""
     st, depth = common_block_status_above(top, base, include_base, False, offset, length)

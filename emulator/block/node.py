@@ -9,7 +9,6 @@ QEMU's block/io.c does.
 from __future__ import annotations
 
 import errno
-from typing import NamedTuple, Optional
 
 # Block status flags, same values as QEMU's BDRV_BLOCK_*.
 BDRV_BLOCK_DATA = 0x01
@@ -48,13 +47,20 @@ def errno_message(err: int) -> str:
     return os.strerror(err)
 
 
-class BlockStatus(NamedTuple):
+class BlockStatus:
     """Result of a block-status query: flags, bytes covered, host offset, node mapped to."""
 
-    flags: int
-    pnum: int
-    offset: Optional[int] = None
-    file: Optional["BlockNode"] = None
+    __slots__ = ("flags", "pnum", "offset", "file")
+
+    def __init__(self, flags: int, pnum: int, offset: int | None = None,
+                 file: BlockNode | None = None) -> None:
+        self.flags = flags
+        self.pnum = pnum
+        self.offset = offset
+        self.file = file
+
+    def __iter__(self):  # unpacking as (flags, pnum, offset, file)
+        return iter((self.flags, self.pnum, self.offset, self.file))
 
 
 class BlockNode:
@@ -62,9 +68,9 @@ class BlockNode:
 
     format_name: str = ""
     #: child holding this node's data/metadata (qcow2 and raw: the file node)
-    file: Optional["BlockNode"] = None
+    file: BlockNode | None = None
     #: backing node (qcow2 only), None when there is none
-    backing: Optional["BlockNode"] = None
+    backing: BlockNode | None = None
     read_only: bool = False
     filename: str = ""
     #: request alignment and limits as QEMU's BlockLimits

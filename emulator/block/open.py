@@ -21,13 +21,22 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Optional
 
 from emulator.block import io
 from emulator.block.backend import BlockBackend
 from emulator.block.node import BlockError, BlockNode
+from emulator.block.options import subdict
 
-FORMATS = ("qcow2", "raw", "qcow")
+FORMATS = ("qcow2", "raw", "qcow", "luks", "compress")
+#: protocol drivers opened from options alone (the file protocol aside)
+_PROTOCOLS = ("null-co", "null-aio", "blkdebug")
+#: every driver name QEMU 7.2 (Debian) knows
+QEMU_DRIVER_NAMES = frozenset((
+    "blkdebug blklogwrites blkreplay blkverify bochs cloop compress copy-before-write "
+    "copy-on-read dmg file ftp ftps gluster host_cdrom host_device http https io_uring iscsi "
+    "luks nbd nfs null-aio null-co nvme nvme-io_uring parallels preallocate qcow qcow2 qed "
+    "quorum raw rbd replication snapshot-access ssh throttle vdi vhdx "
+    "virtio-blk-vfio-pci virtio-blk-vhost-user virtio-blk-vhost-vdpa vmdk vpc vvfat").split())
 
 _RAW_PROBE_WARNING = (
     "WARNING: Image format was not specified for '{}' and probing guessed raw.\n"
@@ -43,11 +52,13 @@ def backing_full_path(image: str, backing: str) -> str:
     return image[:image.rindex("/") + 1] + backing
 
 
-#: bdrv_runtime_opts (block.c), accepted by every node; x-check is BDRV_O_CHECK,
-#: x-no-io BDRV_O_NO_IO
+#: bdrv_runtime_opts (block.c), accepted by every node
 _COMMON_OPTS = {"node-name", "driver", "cache.direct", "cache.no-flush", "read-only",
-                "auto-read-only", "detect-zeroes", "discard", "force-share", "x-check",
-                "x-no-io"}
+                "auto-read-only", "detect-zeroes", "discard", "force-share"}
+#: open flags the tools set through the options (x-check is BDRV_O_CHECK, x-no-io
+#: BDRV_O_NO_IO, x-native-aio BDRV_O_NATIVE_AIO); their value is OPEN_FLAG, so a user's option of that name is refused
+_FLAG_OPTS = {"x-check", "x-no-io", "x-native-aio"}
+OPEN_FLAG = object()
 #: runtime options of the drivers (qcow2_runtime_opts, raw_runtime_opts, file-posix's)
 _DRIVER_OPTS = {
     "qcow2": {"lazy-refcounts", "pass-discard-request", "pass-discard-snapshot",
@@ -55,25 +66,28 @@ _DRIVER_OPTS = {
               "l2-cache-entry-size", "refcount-cache-size", "cache-clean-interval",
               "data-file"},
     "raw": {"offset", "size"},
+    "luks": {"key-secret"},
     "file": {"filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache",
              "x-check-cache-dropped"},
+    "compress": set(), "null-co": set(), "null-aio": set(), "blkdebug": set(),
 }
-_DRIVER_PREFIXES = {"qcow2": ("overlap-check.", "encrypt."), "raw": (), "file": ()}
+_DRIVER_PREFIXES = {"qcow2": ("encrypt.",), "raw": (), "file": (), "luks": ()}
 
 
 def _reject_unknown(options: dict, driver: str) -> None:
     """The error bdrv_open_inherit gives for options no one consumed."""
-    for key in options:
-        if key in _COMMON_OPTS or key in _DRIVER_OPTS[driver] \
-                or key.startswith(_DRIVER_PREFIXES[driver]):
+    from emulator.block.options import unsupported
+    left = {}
+    for key, value in options.items():
+        if key in _FLAG_OPTS and value is OPEN_FLAG:
             continue
-        if key == "backing" and options[key] in (None, ""):
+        if key.startswith(_DRIVER_PREFIXES.get(driver, ())):
             continue
-        if driver == "file":
-            raise BlockError(errno.EINVAL,
-                             f"Block protocol 'file' doesn't support the option '{key}'")
-        raise BlockError(errno.EINVAL,
-                         f"Block format '{driver}' does not support the option '{key}'")
+        if key in _COMMON_OPTS or key in _DRIVER_OPTS[driver]:
+            continue
+        left[key] = value
+    if left:
+        raise unsupported(left, driver, driver == "file" or driver in _PROTOCOLS)
 
 
 def _common_options(options: dict, unmap: bool, read_only: bool,
@@ -83,6 +97,9 @@ def _common_options(options: dict, unmap: bool, read_only: bool,
     Returns (BDRV_O_UNMAP, detect_zeroes); the effective 'discard' stays in
     ``options`` for the driver to see.
     """
+    from emulator.block.options import BOOL, absorb
+    absorb(dict(options), {"read-only": BOOL, "auto-read-only": BOOL, "cache.direct": BOOL,
+                           "cache.no-flush": BOOL, "force-share": BOOL})
     if force_share and not read_only:
         raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
     if copy_on_read and read_only:
@@ -111,8 +128,8 @@ def probe_format(file: BlockNode, filename: str) -> str:
     return probe_buf(io.pread(file, 0, 512), filename)
 
 
-def open_image(filename: str, fmt: Optional[str] = None, *, read_only: bool = False,
-               options: Optional[dict] = None, no_backing: bool = False,
+def open_image(filename: str, fmt: str | None = None, *, read_only: bool = False,
+               options: dict | None = None, no_backing: bool = False,
                force_share: bool = False, unmap: bool = False,
                copy_on_read: bool = False) -> BlockNode:
     """Open ``filename`` as a root node with a BlockBackend (qemu-img/qemu-io's blk_new_open).
@@ -169,7 +186,12 @@ def _open_file(filename: str, read_only: bool, options: dict,
         file.unmap, file.detect_zeroes = _common_options(options, True, read_only, force_share)
         if options.get("cache.direct") in (True, "on"):
             file.request_alignment = _direct_io_alignment(filename)
-        file.use_lock = options.get("locking", "auto") != "off"
+        native = options.pop("x-native-aio", None) is OPEN_FLAG
+        locking, aio = _file_runtime_options(options, "native" if native else "threads")
+        file.use_lock = locking != "off"
+        if aio == "native" and options.get("cache.direct") not in (True, "on"):
+            raise BlockError(errno.EINVAL, "aio=native was specified, but it requires "
+                                           "cache.direct=on, which was not specified.")
         _reject_unknown(options, "file")
         io.refresh_total_sectors(file)
     except BlockError:
@@ -178,10 +200,26 @@ def _open_file(filename: str, read_only: bool, options: dict,
     return file
 
 
+def _file_runtime_options(options: dict, aio_default: str) -> tuple[str, str]:
+    """file-posix's raw_runtime_opts: validated and consumed; (locking, aio) modes."""
+    from emulator.block.options import BOOL, NUMBER, STRING, absorb
+    o = absorb(options, {"filename": STRING, "aio": STRING, "aio-max-batch": NUMBER,
+                         "locking": STRING, "pr-manager": STRING, "drop-cache": BOOL,
+                         "x-check-cache-dropped": BOOL})
+    for key, allowed, default in (("aio", ("threads", "native", "io_uring"), aio_default),
+                                  ("locking", ("off", "on", "auto"), "auto")):
+        value = o.get(key, default)
+        if value not in allowed:
+            raise BlockError(errno.EINVAL, f"invalid parameter value: {value}")
+    return str(o.get("locking", "auto")), str(o.get("aio", aio_default))
+
+
 def _lock(file: BlockNode, held: int, unshared: int, read_only: bool,
           force_share: bool) -> None:
     """Take the image locks for a user of ``file`` (write permissions only if writable)."""
     from emulator.block import locking
+    if getattr(file, "fd", None) is None:  # not a host file: its own child holds the locks
+        return
     if read_only:
         held &= ~(locking.PERM_WRITE | locking.PERM_RESIZE)
     locking.apply(file, held, 0 if force_share else unshared)
@@ -189,20 +227,112 @@ def _lock(file: BlockNode, held: int, unshared: int, read_only: bool,
 
 def _in_chain(file: BlockNode, chain: list[BlockNode]) -> bool:
     """True if ``file`` is an image already opened further up this backing chain."""
+    if getattr(file, "fd", None) is None:
+        return False
     st = os.fstat(file.fd)
     return any((o.st_dev, o.st_ino) == (st.st_dev, st.st_ino)
-               for o in (os.fstat(member.fd) for member in chain))
+               for o in (os.fstat(member.fd) for member in chain
+                         if getattr(member, "fd", None) is not None))
 
 
-def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: dict,
+def _backing_option(options: dict, no_backing: bool) -> tuple[str | None, bool]:
+    """The "backing" option: (node reference or None, BDRV_O_NO_BACKING).
+
+    null, or the deprecated empty string, opens no backing file.
+    """
+    if "backing" not in options:
+        return None, no_backing
+    value = options["backing"]
+    if value == "" or value is None:
+        if value == "":
+            from emulator.report import warn_report
+            warn_report('Use of "backing": "" is deprecated; use "backing": null instead')
+        del options["backing"]
+        return None, True
+    if isinstance(value, str):
+        del options["backing"]
+        return value, no_backing
+    return None, no_backing
+
+
+def _open_format_child(filename: str | None, fmt: str | None, options: dict, read_only: bool,
+                       force_share: bool, chain: list[BlockNode] | None) -> BlockNode:
+    """The "file" child of a format node (bdrv_open_child_bs): from the file name or
+    from the file.* options."""
+    file_opts = subdict(options, "file.")
+    if filename is None:
+        ref = options.get("file")
+        if isinstance(ref, str):
+            raise BlockError(errno.EINVAL, f"Cannot find device='{ref}' nor node-name='{ref}'")
+        if not file_opts:
+            if fmt is None:
+                raise BlockError(errno.EINVAL, "Must specify either driver or file")
+            raise BlockError(errno.EINVAL, 'A block device must be specified for "file"')
+    if "cache.direct" in options:  # inherited by the file child unless set there
+        file_opts.setdefault("cache.direct", options["cache.direct"])
+    if options.get("x-native-aio") is OPEN_FLAG:
+        file_opts["x-native-aio"] = OPEN_FLAG
+    return _open_child(filename, file_opts, read_only, force_share, chain)
+
+
+def _open_child(filename: str | None, opts: dict, read_only: bool, force_share: bool,
+                chain: list[BlockNode] | None = None) -> BlockNode:
+    """A child node given by name and options: a host file unless a driver is named."""
+    driver = opts.get("driver")
+    driver = driver if isinstance(driver, str) else None
+    if driver in (None, "file"):
+        opts.pop("driver", None)
+        if filename is None:
+            filename = opts.get("filename")
+            if not isinstance(filename, str) or not filename:
+                if driver is None:
+                    raise BlockError(errno.EINVAL, "Must specify either driver or file")
+                raise BlockError(errno.EINVAL, "The 'file' block driver requires a file name")
+        return _open_file(filename, read_only, opts, force_share)
+    del opts["driver"]
+    if driver not in QEMU_DRIVER_NAMES:
+        raise BlockError(errno.EINVAL, f"Unknown driver '{driver}'")
+    return _open_node(filename, driver, read_only=read_only, options=opts, no_backing=False,
+                      unmap=True, force_share=force_share, chain=chain)
+
+
+def _open_protocol(fmt: str, options: dict, read_only: bool, force_share: bool,
+                   chain: list[BlockNode] | None) -> BlockNode:
+    """A null-co/null-aio node, or blkdebug over its image child."""
+    if fmt == "blkdebug":
+        from emulator.block.blkdebug_opts import open_blkdebug
+        node = open_blkdebug(options, lambda name, opts: _open_child(
+            name, opts, read_only, force_share, chain))
+    else:
+        from emulator.block.null import NullNode
+        node = NullNode(fmt, options)
+    try:
+        node.read_only = read_only
+        node.unmap, node.detect_zeroes = _common_options(options, True, read_only, force_share)
+        _reject_unknown(options, fmt)
+        io.refresh_total_sectors(node)
+    except BlockError:
+        close_image(node)
+        raise
+    node.probed = False
+    return node
+
+
+def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, options: dict,
                no_backing: bool, unmap: bool, force_share: bool = False,
-               chain: Optional[list[BlockNode]] = None,
+               chain: list[BlockNode] | None = None,
                copy_on_read: bool = False) -> BlockNode:
     from emulator.block.locking import PERM_CONSISTENT_READ as CR, PERM_RESIZE as RS, \
         PERM_WRITE as W
+    if fmt in _PROTOCOLS:
+        return _open_protocol(fmt, options, read_only, force_share, chain)
     if fmt is not None and fmt not in FORMATS and fmt != "file":
         raise BlockError(errno.EINVAL, f"Unknown driver '{fmt}'")
     if fmt == "file":
+        if filename is None:
+            filename = options.get("filename")
+            if not isinstance(filename, str) or not filename:
+                raise BlockError(errno.EINVAL, "The 'file' block driver requires a file name")
         file = _open_file(filename, read_only, options, force_share)
         try:
             _lock(file, CR | W, 0, read_only, force_share)
@@ -211,12 +341,20 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
             raise
         file.probed = False
         return file
-    file_opts = {k[5:]: options.pop(k) for k in list(options) if k.startswith("file.")}
-    if "cache.direct" in options:  # inherited by the file child unless set there
-        file_opts.setdefault("cache.direct", options["cache.direct"])
-    file = _open_file(filename, read_only, file_opts, force_share)
+    backing_ref, no_backing = _backing_option(options, no_backing)
+    # with BDRV_O_NO_BACKING no backing file is opened: backing.* stay unconsumed
+    backing_opts = {} if no_backing else subdict(options, "backing.")
+    file = _open_format_child(filename, fmt, options, read_only, force_share, chain)
+    filename = file.filename
+    if "x-blkdebug" in options:  # blkdebug:CONFIG:IMAGE puts a blkdebug node on top
+        from emulator.block.blkdebug import BlkdebugNode
+        try:
+            file = BlkdebugNode(file, options.pop("x-blkdebug"))
+        except BlockError:
+            file.drv_close()
+            raise
     probed = fmt is None
-    node: Optional[BlockNode] = None
+    node: BlockNode | None = None
     try:
         if probed:
             fmt = probe_format(file, filename)
@@ -224,7 +362,10 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
         if fmt == "qcow":
             from emulator.block.qcow1 import open_error
             raise open_error(file)
-        if fmt == "raw":
+        if fmt == "compress":
+            from emulator.block.compress import CompressNode
+            node = CompressNode(file)
+        elif fmt == "raw":
             from emulator.block.raw import RawNode
             if probed and not read_only:
                 sys.stderr.write(_RAW_PROBE_WARNING.format(filename))
@@ -233,16 +374,28 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
             # a raw node with offset/size is a data user of its file, not a filter
             window = RS if node.offset or node.has_size else 0
             _lock(file, CR | W | window, window, read_only, force_share)
+        elif fmt == "luks":
+            from emulator.block.luks import LuksNode
+            _lock(file, CR | W | RS, W | RS, read_only, force_share)
+            node = LuksNode.open(file, options, read_only)
         else:
             from emulator.qcow2.driver import Qcow2
 
-            def open_backing(backing_file: str, backing_fmt: Optional[str]) -> Optional[BlockNode]:
+            def open_backing(backing_file: str | None,
+                             backing_fmt: str | None) -> BlockNode | None:
                 if no_backing:
                     return None
-                path = backing_full_path(filename, backing_file)
+                opts = dict(backing_opts)
+                path = None if "file.filename" in opts or backing_file is None \
+                    else backing_full_path(filename, backing_file)
+                driver = opts.pop("driver", backing_fmt)
                 try:
-                    return _open_node(path, backing_fmt, read_only=True, options={},
-                                      no_backing=False, unmap=True, force_share=force_share,
+                    if backing_ref is not None:
+                        raise BlockError(errno.EINVAL, f"Cannot find device='{backing_ref}' "
+                                                       f"nor node-name='{backing_ref}'")
+                    return _open_node(path, driver if isinstance(driver, str) else None,
+                                      read_only=True, options=opts, no_backing=False,
+                                      unmap=True, force_share=force_share,
                                       chain=chain + [file])
                 except BlockError as e:
                     raise BlockError(e.errno, "Could not open backing file: " + e.message,
@@ -255,6 +408,10 @@ def _open_node(filename: str, fmt: Optional[str], *, read_only: bool, options: d
                 raise BlockError(errno.ELOOP, f"Backing file chain of '{filename}' loops "
                                               "back onto itself")
             node = Qcow2.open(file, options, read_only, open_backing)
+            if node.backing is None and (backing_opts or backing_ref is not None):
+                node.backing = open_backing(None, None)
+        if fmt == "raw" and not no_backing and (backing_opts or backing_ref is not None):
+            raise BlockError(errno.EINVAL, "Driver doesn't support backing files")
         node.unmap, node.detect_zeroes = flags
         node.probed = probed
         node.force_share = force_share
@@ -300,7 +457,15 @@ def reopen_read_write(node: BlockNode) -> None:
     locking.apply(file, held, unshared, check=False)
     os.close(old_fd)
     file.read_only = False
+    data = getattr(node, "data_file", None)
+    if data is not None and data is not file and data.read_only:  # qcow2's data file child
+        old_fd, data.fd = data.fd, os.open(data.filename, os.O_RDWR)
+        os.close(old_fd)
+        data.read_only = False
     node.read_only = False
+    if getattr(node, "nb_bitmaps", 0):
+        from emulator.qcow2.bitmap_store import reopen_bitmaps_rw
+        reopen_bitmaps_rw(node)
 
 
 def close_image(node: BlockNode) -> None:
@@ -311,6 +476,9 @@ def close_image(node: BlockNode) -> None:
         pass  # bdrv_close ignores the result of its flush
     node.drv_close()
     if node.file is not None and node.file is not node:
-        node.file.drv_close()
+        if node.file.file is not None:  # a filter or format child: close its tree too
+            close_image(node.file)
+        else:
+            node.file.drv_close()
     if node.backing is not None:
         close_image(node.backing)

@@ -9,7 +9,6 @@ that would make it probe as another format, and is read and written with
 from __future__ import annotations
 
 import errno
-from typing import Optional
 
 from emulator.block import io
 from emulator.block.node import (
@@ -21,29 +20,29 @@ PROBE_BUF_SIZE = 512
 SECTOR_SIZE = 512
 
 
-def probe(buf: bytes, filename: Optional[str]) -> int:
+def probe(buf: bytes, filename: str | None) -> int:
     """Lowest positive score: raw wins only when no other format claims the image."""
     return 1
 
 
-def probe_format(buf: bytes, filename: Optional[str]) -> str:
+def probe_format(buf: bytes, filename: str | None) -> str:
     """bdrv_probe_all over the formats known here: 'qcow2', 'qcow' or 'raw'."""
     from emulator.block import qcow1
     from emulator.qcow2.driver import probe as qcow2_probe
     if qcow2_probe(buf, filename) > 1:
         return "qcow2"
-    return "qcow" if qcow1.probe(buf) > 1 else "raw"
+    if qcow1.probe(buf) > 1:
+        return "qcow"
+    from emulator.block.luks import probe as luks_probe
+    return "luks" if luks_probe(buf) > 1 else "raw"
 
 
 def _parse_size(name: str, value: object) -> int:
-    """A size option given as a number or as QemuOpts text ('1M')."""
-    if isinstance(value, int):
+    """A size option given as a number or as option text ('1M', JSON true is "on")."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    from emulator.cli.qemuopts import OptsError, parse_size  # lazy: only for text
-    try:
-        return parse_size(name, str(value))
-    except OptsError as e:
-        raise BlockError(errno.EINVAL, str(e)) from None
+    from emulator.block.options import SIZE, absorb  # lazy: only for options
+    return int(absorb({name: value}, {name: SIZE}).get(name, 0))
 
 
 class RawNode(BlockNode):
@@ -52,7 +51,7 @@ class RawNode(BlockNode):
     format_name = "raw"
     has_variable_length = True
 
-    def __init__(self, file: BlockNode, options: Optional[dict] = None,
+    def __init__(self, file: BlockNode, options: dict | None = None,
                  read_only: bool = False, probed: bool = False) -> None:
         options = dict(options or {})
         self.file = file

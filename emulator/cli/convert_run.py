@@ -46,10 +46,13 @@ class Run:
             if not load_tmp_snapshot(self.sources[0], a.snapshot):
                 return False
         opts = None
+        self.key_secrets: dict = {}
         if not a.skip_create:
             opts = self._create_opts(total_sectors * 512)
             if opts is None:
                 return False
+            self.key_secrets = {o.name: o.value for o in opts.opts
+                                if o.name.endswith("key-secret")}
         out_baseimg = a.out_baseimg
         param = opts.get("backing_file") if opts is not None else None
         if param is not None:
@@ -130,11 +133,8 @@ class Run:
         if self.src_num > 1:
             error_report("Copying bitmaps only possible with single source")
             return False
-        src = self.sources[0]
-        if getattr(src, "bitmaps_extension", None) is not None and src.autoclear_features & 1:
-            error_report("qcowlab does not model copying bitmaps")
-            return False
-        return True
+        from emulator.cli.img_bitmap import convert_check_bitmaps
+        return convert_check_bitmaps(self.sources[0], self.a.skip_broken)
 
     def _locked_by_source(self) -> bool:
         """True when the target file is one the sources hold without sharing writes."""
@@ -195,7 +195,8 @@ class Run:
             return False
         self.target = target = img_open(image_opts, self.out_filename, a.out_fmt,
                                         read_only=False, unmap=a.min_sparse != 0,
-                                        nocache=cache_nocache(a.cache))
+                                        nocache=cache_nocache(a.cache),
+                                        key_secrets=self.key_secrets)
         if target is None:
             return False
         if a.bitmaps and not (target.format_name == "qcow2" and target.qcow_version >= 3):
@@ -226,6 +227,9 @@ class Run:
             do_copy(s)
         except ConvertError:
             return False
+        if a.bitmaps:
+            from emulator.cli.img_bitmap import convert_copy_bitmaps
+            return convert_copy_bitmaps(self.sources[0], target, a.skip_broken)
         return True
 
 

@@ -44,6 +44,13 @@ QCOW2: List[OptDesc] = [
 
 RAW: List[OptDesc] = [OptDesc("size", SIZE, None, "Virtual disk size")]
 
+#: block_crypto_create_opts_luks
+LUKS: List[OptDesc] = [
+    OptDesc("size", SIZE, None, "Virtual disk size"),
+    OptDesc("key-secret", STRING, None, "ID of the secret that provides the keyslot passphrase"),
+    *[OptDesc(d.name[len("encrypt."):], d.type, d.default, d.help) for d in _CRYPTO[1:]],
+]
+
 FILE: List[OptDesc] = [
     OptDesc("size", SIZE, None, "Virtual disk size"),
     OptDesc("nocow", BOOL, None, "Turn off copy-on-write (valid only on btrfs)"),
@@ -52,7 +59,7 @@ FILE: List[OptDesc] = [
 ]
 
 #: format name -> its own create options
-FORMATS = {"qcow2": QCOW2, "raw": RAW, "file": FILE}
+FORMATS = {"qcow2": QCOW2, "raw": RAW, "luks": LUKS, "file": FILE}
 
 
 def append(first: Sequence[OptDesc], second: Sequence[OptDesc]) -> List[OptDesc]:

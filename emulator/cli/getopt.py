@@ -9,7 +9,10 @@ itself go to the current ``sys.stderr`` with ``prog`` as prefix.
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class LongOpt:
@@ -27,7 +30,7 @@ class Getopt:
     """Stateful scanner over ``argv`` (argv[0] is the program or command name)."""
 
     def __init__(self, argv: Sequence[str], optstring: str,
-                 longopts: Sequence[LongOpt] = (), prog: Optional[str] = None) -> None:
+                 longopts: Sequence[LongOpt] = (), prog: str | None = None) -> None:
         self.argv = list(argv)
         self.prog = argv[0] if prog is None else prog
         self.longopts = list(longopts)
@@ -37,7 +40,7 @@ class Getopt:
         self.optstring = optstring
         self.colon = optstring.startswith(":")
         self.optind = 1
-        self.optarg: Optional[str] = None
+        self.optarg: str | None = None
         self.optopt: object = 0
         self._nextchar = ""
         self._first_nonopt = 1

@@ -28,9 +28,10 @@ COMMANDS = {
     "bench": "emulator.cli.img_bench",
     "snapshot": "emulator.cli.img_snapshot",
     "amend": "emulator.cli.img_amend",
+    "bitmap": "emulator.cli.img_bitmap",
 }
 #: subcommands QEMU has that qcowlab does not model
-UNMODELLED = ("bitmap",)
+UNMODELLED: tuple[str, ...] = ()
 
 
 def main(argv: List[str]) -> int:
@@ -59,6 +60,9 @@ def main(argv: List[str]) -> int:
                 return 1
     finally:
         report.prog_name = saved_prog
+        secrets = sys.modules.get("emulator.crypto.secret")  # objects die with the tool
+        if secrets is not None:
+            secrets.reset()
 
 
 def _run(argv: List[str]) -> int:

@@ -25,6 +25,11 @@ QCOW2_AMEND: List[OptDesc] = [
         "lazy_refcounts", "refcount_bits")],
 ]
 
+#: block_crypto_amend_opts_luks
+LUKS_AMEND: List[OptDesc] = [
+    OptDesc(d.name[len("encrypt."):], d.type, d.default, d.help) for d in QCOW2_AMEND[:5]]
+AMEND_OPTS = {"qcow2": QCOW2_AMEND, "luks": LUKS_AMEND}
+
 
 def _print_help(fmt: str) -> int:
     """print_amend_option_help()."""
@@ -33,11 +38,11 @@ def _print_help(fmt: str) -> int:
     if fmt not in KNOWN_FORMATS:
         error_report(f"Unknown file format '{fmt}'")
         return 1
-    if fmt != "qcow2":
+    if fmt not in AMEND_OPTS:
         error_report(f"Format driver '{fmt}' does not support option amendment")
         return 1
     sys.stdout.write(f"Amend options for '{fmt}':\n")
-    sys.stdout.write("".join(line + "\n" for line in help_lines(QCOW2_AMEND)))
+    sys.stdout.write("".join(line + "\n" for line in help_lines(AMEND_OPTS[fmt])))
     return 0
 
 
@@ -96,10 +101,10 @@ def _amend(args: List[str], options: str, fmt: Optional[str], cache: str, image_
         close(node)
 
 
-def _parse(options: str) -> Optional[QemuOpts]:
+def _parse(options: str, fmt: str) -> Optional[QemuOpts]:
     """The -o list against the amend options; None after QEMU's message (and hint)."""
     from emulator.cli.errors import report_err
-    opts = QemuOpts(QCOW2_AMEND)
+    opts = QemuOpts(AMEND_OPTS[fmt])
     try:
         opts.parse(options)
         return opts
@@ -107,7 +112,7 @@ def _parse(options: str) -> Optional[QemuOpts]:
         err = e
     hint = ""
     try:
-        QemuOpts(create_opts.append(QCOW2_AMEND, create_opts.QCOW2)).parse(options)
+        QemuOpts(create_opts.append(AMEND_OPTS[fmt], create_opts.FORMATS[fmt])).parse(options)
         hint = "This option is only supported for image creation\n"
     except OptsError:
         pass
@@ -122,18 +127,21 @@ def _run(node, options: str, force: bool, meter) -> int:
     fmt = node.format_name
     if has_help_option(options):
         return _print_help(fmt)
-    if fmt != "qcow2":
+    if fmt not in AMEND_OPTS:
         error_report(f"Format driver '{fmt}' does not support option amendment")
         return 1
-    opts = _parse(options)
+    opts = _parse(options, fmt)
     if opts is None:
         return 1
     given = {o.name: o.value for o in opts.opts}
     meter.print(0.0, 0)
     try:
-        from emulator.qcow2.amend import amend
-        amend(node, given, force, lambda done, total: meter.print(
-            f32(f32(100.0 * f32(done)) / total), 0))
+        if fmt == "luks":
+            node.amend(given, force)
+        else:
+            from emulator.qcow2.amend import amend
+            amend(node, given, force, lambda done, total: meter.print(
+                f32(f32(100.0 * f32(done)) / total), 0))
     except BlockError as e:
         meter.print(100.0, 0)
         report_err(e.message, e.hint)

@@ -115,8 +115,9 @@ def _open(image_opts: bool, filename: str, fmt: Optional[str], fix: int, force_s
         return img_open(True, filename, fmt, read_only=not fix, force_share=force_share,
                         nocache=nocache)
     from emulator.block.node import BlockError
+    from emulator.block.open import OPEN_FLAG
     from emulator.cli.imgopen import open_options
-    opts = {"x-check": True}
+    opts = {"x-check": OPEN_FLAG}
     if nocache:
         opts["cache.direct"] = "on"
     if fmt is not None:

@@ -47,7 +47,16 @@ class ImgGetopt(Getopt):
             elif c == "h":
                 show_help()
             else:
+                if self.optarg is not None and self._is_object_option(c):
+                    from emulator.cli.objects import process_object
+                    rc = process_object(self.optarg)
+                    if rc is not None:
+                        raise ImgExit(rc)
                 yield c
+
+    def _is_object_option(self, c: object) -> bool:
+        """True for the value the subcommand gave its --object long option."""
+        return any(o.name == "object" and o.val == c for o in self.longopts)
 
 
 def img_getopt(argv: List[str], optstring: str,

@@ -40,6 +40,8 @@ def compare_buffers(a: bytes, b: bytes) -> tuple[bool, int]:
     n = len(a)
     i = min(n, SECTOR)
     res = a[:i] != b[:i]
+    if not res and a == b:
+        return False, n
     while i < n:
         ln = min(n - i, SECTOR)
         if (a[i:i + ln] != b[i:i + ln]) != res:

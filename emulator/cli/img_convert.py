@@ -1,7 +1,7 @@
 """qemu-img convert (img_convert): option checks, sources, target creation and opening.
 
-The copy itself is :mod:`emulator.cli.convert_copy`.  Not modelled: --bitmaps
-on a source that has bitmaps, refused with a message instead of approximated.
+The copy itself is :mod:`emulator.cli.convert_copy`; --bitmaps is
+:mod:`emulator.cli.img_bitmap`'s convert helpers.
 """
 from __future__ import annotations
 

@@ -192,6 +192,8 @@ def driver_create(fmt: str, filename: str, opts: QemuOpts) -> None:
         values[opt.name] = opt.value
     if fmt == "qcow2":
         from emulator.qcow2.create import create
+    elif fmt == "luks":
+        from emulator.block.luks import create
     else:
         from emulator.block.raw import create
     create(filename[5:] if filename.startswith("file:") else filename, values)

@@ -40,6 +40,11 @@ def img_measure(argv: List[str]) -> int:
             force_share = True
         elif c == OPTION_IMAGE_OPTS:
             image_opts = True
+        elif c == OPTION_OBJECT:
+            from emulator.cli.objects import process_object
+            rc = process_object(g.optarg)
+            if rc is not None:
+                return rc
         elif c == OPTION_OUTPUT:
             if g.optarg not in ("json", "human"):
                 error_report("--output must be used with human or json as argument.")

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import errno
-from typing import Optional
 
 from emulator.cli.errors import report_err
 from emulator.report import error_report
 
 
-def parse_image_opts(text: str, implied: Optional[str] = "file") -> Optional[dict]:
+def parse_image_opts(text: str, implied: str | None = "file") -> dict | None:
     """--image-opts string to an options dict (noisy: reports errors, returns None)."""
     from emulator.cli.qemuopts import OptsError, QemuOpts
     opts = QemuOpts()
@@ -20,36 +19,28 @@ def parse_image_opts(text: str, implied: Optional[str] = "file") -> Optional[dic
     return opts.to_dict()
 
 
-#: block drivers QEMU 7.2 (Debian) knows by name
-QEMU_DRIVERS = frozenset((
-    "blkdebug blklogwrites blkreplay blkverify bochs cloop compress copy-before-write "
-    "copy-on-read dmg file ftp ftps gluster host_cdrom host_device http https io_uring iscsi "
-    "luks nbd nfs null-aio null-co nvme nvme-io_uring parallels preallocate qcow qcow2 qed "
-    "quorum raw rbd replication snapshot-access ssh throttle vdi vhdx "
-    "virtio-blk-vfio-pci virtio-blk-vhost-user virtio-blk-vhost-vdpa vmdk vpc vvfat").split())
-
-
 def _flatten(prefix: str, value: object, out: dict) -> None:
-    """qdict_flatten(): nested objects become dotted keys; scalars as option text."""
+    """qdict_flatten(): nested objects become dotted keys (overriding a dotted key
+    given as such); scalars keep their JSON type."""
     if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}{k}.", v, out)
+        items = list(value.items())
     elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _flatten(f"{prefix}{i}.", v, out)
-    elif isinstance(value, bool):
-        out[prefix[:-1]] = "on" if value else "off"
+        items = [(str(i), v) for i, v in enumerate(value)]
     else:
-        out[prefix[:-1]] = value if value is None else str(value)
+        items = []
+    if not items:
+        out[prefix[:-1]] = value
+        return
+    for k, v in sorted(items, key=lambda kv: isinstance(kv[1], (dict, list))):
+        _flatten(f"{prefix}{k}.", v, out)
 
 
 def json_filename_options(name: str) -> dict:
     """Options of a "json:{...}" pseudo-filename (parse_json_filename)."""
-    import json
-
     from emulator.block.node import BlockError
+    from emulator.cli.qjson import parse
     try:
-        obj = json.loads(name[5:])
+        obj = parse(name[5:])
     except ValueError as e:
         raise BlockError(errno.EINVAL, f"Could not parse the JSON options: {e}") from None
     if not isinstance(obj, dict):
@@ -66,7 +57,7 @@ QEMU_PROTOCOLS = frozenset((
     "blkdebug blkverify vvfat json").split())
 
 
-def strip_file_protocol(name: Optional[str]) -> Optional[str]:
+def strip_file_protocol(name: str | None) -> str | None:
     """The path of a filename: a "file:" prefix names the file protocol explicitly.
 
     Other protocol prefixes raise BlockError: unknown ones with QEMU's text,
@@ -86,7 +77,7 @@ def strip_file_protocol(name: Optional[str]) -> Optional[str]:
     raise BlockError(errno.ENOTSUP, f"Protocol '{prefix}' is not modelled by qcowlab")
 
 
-def open_options(name: Optional[str], options: dict, read_only: bool, force_share: bool,
+def open_options(name: str | None, options: dict, read_only: bool, force_share: bool,
                  no_backing: bool = False, unmap: bool = False, copy_on_read: bool = False):
     """blk_new_open(name, options): the root node; raises BlockError with QEMU's text.
 
@@ -99,33 +90,31 @@ def open_options(name: Optional[str], options: dict, read_only: bool, force_shar
         for key, value in json_filename_options(name).items():
             opts.setdefault(key, value)
         name = None
-    if "backing" in opts and opts["backing"] is None:
-        del opts["backing"]
-        no_backing = True
     fmt = opts.pop("driver", None)
-    if fmt is not None and fmt not in QEMU_DRIVERS:
+    if not isinstance(fmt, str):  # only a string names a driver (qdict_get_try_str)
+        fmt = None
+    from emulator.block.open import QEMU_DRIVER_NAMES
+    if fmt is not None and fmt not in QEMU_DRIVER_NAMES:
         raise BlockError(errno.EINVAL, f"Unknown driver '{fmt}'")
     share = str(opts.pop("force-share", "off")) in ("on", "True", "true")
     if (share or force_share) and not read_only:
         raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
+    if name is not None and name.startswith("blkdebug:"):
+        from emulator.block.blkdebug import parse_filename
+        opts["x-blkdebug"], name = parse_filename(name)
     filename = strip_file_protocol(name)
-    if filename is None:
-        if "file" in opts:
-            ref = opts["file"]
-            raise BlockError(errno.EINVAL, f"Cannot find device='{ref}' nor node-name='{ref}'")
-        filename = opts.pop("file.filename", None)
-        if opts.get("file.driver") == "file":
-            opts.pop("file.driver")
-        if filename is None:
-            if fmt is None:
-                raise BlockError(errno.EINVAL, "Must specify either driver or file")
-            raise BlockError(errno.EINVAL, 'A block device must be specified for "file"')
-    return open_image(filename, fmt, read_only=read_only, options=opts or None,
+    from emulator.block.options import is_on
+    ro_option = is_on(opts.get("read-only"))
+    node = open_image(filename, fmt, read_only=read_only or ro_option, options=opts or None,
                       no_backing=no_backing, force_share=share or force_share, unmap=unmap,
                       copy_on_read=copy_on_read)
+    if ro_option and not read_only:  # the BlockBackend cannot get its write permission
+        close(node)
+        raise BlockError(errno.EPERM, "Block node is read-only")
+    return node
 
 
-def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, unmap: bool,
+def open_temp_snapshot(name: str | None, options: dict, force_share: bool, unmap: bool,
                        copy_on_read: bool = False):
     """BDRV_O_SNAPSHOT: the image read-only under a temporary qcow2 overlay taking writes.
 
@@ -138,26 +127,33 @@ def open_temp_snapshot(name: Optional[str], options: dict, force_share: bool, un
     from emulator.block import io as bio
     from emulator.block.open import open_image
     from emulator.qcow2.create import create
-    base = open_options(name, options, True, force_share)
+    base = open_options(name, options, True, force_share, unmap=unmap)
     try:
         fmt, size = base.format_name, bio.getlength(base)
         path = os.path.abspath(base.file.filename if base.file is not None else base.filename)
-    finally:
+        fd, tmp = tempfile.mkstemp(prefix="vl.", dir=os.environ.get("TMPDIR") or "/var/tmp")
+        os.close(fd)
+        try:
+            create(tmp, {"size": size, "backing_file": path, "backing_fmt": fmt})
+            overlay = open_image(tmp, "qcow2", read_only=False, unmap=unmap,
+                                 copy_on_read=copy_on_read, no_backing=True)
+        finally:
+            os.unlink(tmp)
+    except BaseException:
         close(base)
-    fd, tmp = tempfile.mkstemp(prefix="vl.", dir=os.environ.get("TMPDIR") or "/var/tmp")
-    os.close(fd)
-    try:
-        create(tmp, {"size": size, "backing_file": path, "backing_fmt": fmt})
-        return open_image(tmp, "qcow2", read_only=False, unmap=unmap,
-                          copy_on_read=copy_on_read)
-    finally:
-        os.unlink(tmp)
+        raise
+    overlay.backing = base  # the base node as opened, with its options (bdrv_append)
+    overlay.backing_attached = True
+    return overlay
 
 
-def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: bool = True,
+def img_open(image_opts: bool, filename: str, fmt: str | None, *, read_only: bool = True,
              force_share: bool = False, no_backing: bool = False, unmap: bool = False,
-             no_io: bool = False, nocache: bool = False):
+             no_io: bool = False, nocache: bool = False, key_secrets: dict | None = None):
     """img_open(): the node, or None after printing QEMU's message.
+
+    ``key_secrets`` are the '*key-secret' creation options convert passes on
+    when it opens the image it created (img_open_file's options).
 
     ``no_io`` is BDRV_O_NO_IO (qemu-img info: the image is opened for its metadata only),
     ``nocache`` BDRV_O_NOCACHE (cache.direct=on unless the options set it).
@@ -178,9 +174,11 @@ def img_open(image_opts: bool, filename: str, fmt: Optional[str], *, read_only: 
         name = None
     else:
         options = {"driver": fmt} if fmt is not None else {}
+        options.update(key_secrets or {})
         name = filename
     if no_io:
-        options["x-no-io"] = True
+        from emulator.block.open import OPEN_FLAG
+        options["x-no-io"] = OPEN_FLAG
     if nocache:
         options.setdefault("cache.direct", "on")
     try:
@@ -204,7 +202,9 @@ def close(node) -> None:
 def release_files(node) -> None:
     """Close the host files of a node chain (releasing their locks), nothing else."""
     while node is not None:
-        file = node.file if node.file is not None else node
+        file = node
+        while file.file is not None and file.file is not file:  # down filters to the host file
+            file = file.file
         if getattr(file, "fd", -1) >= 0:
             file.drv_close()
         node = node.backing

@@ -5,7 +5,10 @@ from typing import Optional, Tuple
 
 
 def driver_info(node) -> Tuple[int, int]:
-    """(cluster size, vm state offset) as BlockDriverInfo; zeros for raw."""
+    """(cluster size, vm state offset) as BlockDriverInfo; zeros for raw; a filter
+    reports its child's."""
+    while getattr(node, "is_filter", False):
+        node = node.file
     cluster_size = int(getattr(node, "cluster_size", 0) or 0)
     if not cluster_size:
         return 0, 0

@@ -6,7 +6,6 @@ status; ``console_main`` is the console-script entry point.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 PROG = "qemu-io"
 
@@ -28,7 +27,7 @@ def _usage() -> None:
     sys.stdout.write(IO_USAGE.format(prog=PROG))
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     """Run qemu-io with ``argv`` (without the program name); returns the exit code."""
     from emulator import report
     from emulator.cli.stdio import redirected_stdout
@@ -46,9 +45,12 @@ def main(argv: List[str]) -> int:
                 return 1
     finally:
         report.prog_name = saved_prog
+        secrets = sys.modules.get("emulator.crypto.secret")  # objects die with the tool
+        if secrets is not None:
+            secrets.reset()
 
 
-def _run(argv: List[str]) -> int:
+def _run(argv: list[str]) -> int:
     from emulator.cli import blockopts
     from emulator.cli.getopt import Getopt
     from emulator.cli.io_cmds import IoSession, SignalRaised
@@ -56,18 +58,25 @@ def _run(argv: List[str]) -> int:
 
     read_only = False
     unmap = True
-    fmt: Optional[str] = None
+    fmt: str | None = None
     force_share = False
     image_opts = False
     snapshot = False
     writethrough = True
-    nocache = copy_on_read = False
-    commands: List[str] = []
+    nocache = copy_on_read = native_aio = False
+    commands: list[str] = []
     trace: dict = {}
     g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
     for c in g:
-        if c in ("k", "m", "object"):  # no effect on the model's results
+        if c == "m":  # no effect on the model's results
             pass
+        elif c == "k":
+            native_aio = True
+        elif c == "object":
+            from emulator.cli.objects import process_object
+            rc = process_object(g.optarg)
+            if rc is not None:
+                return rc
         elif c == "n":
             nocache, writethrough = True, False
         elif c == "C":
@@ -94,6 +103,7 @@ def _run(argv: List[str]) -> int:
             if g.optarg not in blockopts.AIO_MODES:
                 error_report(f"Invalid aio option: {g.optarg}")
                 return 1
+            native_aio = native_aio or g.optarg == "native"
         elif c == "t":
             if g.optarg not in blockopts.CACHE_MODES:
                 error_report(f"Invalid cache option: {g.optarg}")
@@ -140,12 +150,13 @@ def _run(argv: List[str]) -> int:
                     report_err(e.message, e.hint)
                     return 1
                 if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap,
-                                    snapshot, writethrough, nocache, copy_on_read):
+                                    snapshot, writethrough, nocache, copy_on_read,
+                                    native_aio):
                     return 1
             else:
                 opts = {"driver": fmt} if fmt is not None else None
                 if session.openfile(args[0], read_only, force_share, opts, unmap, snapshot,
-                                    writethrough, nocache, copy_on_read):
+                                    writethrough, nocache, copy_on_read, native_aio):
                     return 1
         ret = _command_loop(session, commands)
     except SignalRaised as e:
@@ -164,7 +175,7 @@ def _run(argv: List[str]) -> int:
     return 1 if ret < 0 else 0
 
 
-def _command_loop(session, commands: List[str]) -> int:
+def _command_loop(session, commands: list[str]) -> int:
     last_error = 0
     if commands:
         for line in commands:

@@ -9,12 +9,15 @@ import errno
 import os
 import sys
 import time
-from typing import Callable, List, Optional, Tuple, Union
 
 from emulator.cli.errors import report_err
 from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
 from emulator.report import error_report
 from emulator.units import c_strtol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BDRV_REQ_FUA = 0x10
 BDRV_REQ_MAY_UNMAP = 0x4
@@ -47,15 +50,15 @@ class Cmd:
     __slots__ = ("name", "func", "altname", "argmin", "argmax", "args", "oneline",
                  "global_", "nofile_ok", "write")
 
-    def __init__(self, name: str, func: Union[str, Callable[["IoSession", List[str]], int]],
-                 altname: Optional[str] = None, argmin: int = 0, argmax: int = 0,
-                 args: Optional[str] = None, oneline: str = "", global_: bool = False,
+    def __init__(self, name: str, func: str | Callable[["IoSession", list[str]], int],
+                 altname: str | None = None, argmin: int = 0, argmax: int = 0,
+                 args: str | None = None, oneline: str = "", global_: bool = False,
                  nofile_ok: bool = False, write: bool = False) -> None:
         self.name, self.func, self.altname = name, func, altname
         self.argmin, self.argmax, self.args, self.oneline = argmin, argmax, args, oneline
         self.global_, self.nofile_ok, self.write = global_, nofile_ok, write
 
-    def resolve(self) -> Callable[["IoSession", List[str]], int]:
+    def resolve(self) -> Callable[["IoSession", list[str]], int]:
         if isinstance(self.func, str):
             import importlib
             module, name = self.func.split(":")
@@ -84,7 +87,9 @@ class IoSession:
         #: the BlockBackend's write cache is off (qemu-io's default cache mode)
         self.writethrough = True
         self.quit = False
-        self.pending: List[Tuple[bool, str]] = []
+        #: the BlockBackend holds the write permission (opened writable, no reopen -r yet)
+        self.write_perm = False
+        self.pending: list[tuple[bool, str]] = []
 
     # -- writes through the BlockBackend ----------------------------------
     def write(self, offset: int, data: bytes, flags: int) -> None:
@@ -108,7 +113,18 @@ class IoSession:
 
         A request that fails completes from a bottom half in QEMU, ahead of
         requests still waiting for their I/O, so failures are printed first.
+        With a blkdebug node the request runs as a coroutine: it may be held at
+        a breakpoint or wait for another one, and completes when it is resumed.
         """
+        from emulator.cli.io_break import debug_node
+        if debug_node(self.blk) is not None:
+            from emulator.block import coroutine
+
+            def request() -> None:
+                fn()
+                self._complete(sys.stdout.getvalue())
+            coroutine.enter(coroutine.Coroutine(request))
+            return
         import io
         saved = sys.stdout
         buf = io.StringIO()
@@ -117,7 +133,9 @@ class IoSession:
             fn()
         finally:
             sys.stdout = saved
-        text = buf.getvalue()
+        self._complete(buf.getvalue())
+
+    def _complete(self, text: str) -> None:
         self.pending.append((text.startswith(("readv failed:", "aio_write failed:")), text))
 
     def poll(self) -> None:
@@ -127,11 +145,13 @@ class IoSession:
             out(text)
 
     # -- opening ---------------------------------------------------------
-    def openfile(self, name: Optional[str], read_only: bool, force_share: bool,
-                 opts: Optional[dict], unmap: bool = True, snapshot: bool = False,
+    def openfile(self, name: str | None, read_only: bool, force_share: bool,
+                 opts: dict | None, unmap: bool = True, snapshot: bool = False,
                  writethrough: bool = True, nocache: bool = False,
-                 copy_on_read: bool = False) -> int:
+                 copy_on_read: bool = False, native_aio: bool = False) -> int:
         """qemu-io's openfile(): 0 on success, 1 after reporting the error.
+
+        ``native_aio`` is BDRV_O_NATIVE_AIO (-k, -i native).
 
         ``nocache`` is BDRV_O_NOCACHE (an explicit cache.direct option wins),
         ``copy_on_read`` BDRV_O_COPY_ON_READ.
@@ -149,6 +169,9 @@ class IoSession:
             opts["force-share"] = "on"
         if nocache:
             opts.setdefault("cache.direct", "on")
+        if native_aio:
+            from emulator.block.open import OPEN_FLAG
+            opts["x-native-aio"] = OPEN_FLAG
         try:
             if snapshot:
                 self.blk = open_temp_snapshot(name, opts, False, unmap, copy_on_read)
@@ -160,6 +183,7 @@ class IoSession:
             report_err(f"can't open{where}: {e.message}", e.hint)
             return 1
         self.writethrough = writethrough
+        self.write_perm = not read_only
         return 0
 
     def abandon(self) -> None:
@@ -211,17 +235,17 @@ def usage(ct: Cmd) -> None:
 
 # ---------------------------------------------------------------- read
 
-def _close(s: IoSession, argv: List[str]) -> int:
+def _close(s: IoSession, argv: list[str]) -> int:
     s.close()
     return 0
 
 
-def _quit(s: IoSession, argv: List[str]) -> int:
+def _quit(s: IoSession, argv: list[str]) -> int:
     s.quit = True
     return 0
 
 
-def _sleep(s: IoSession, argv: List[str]) -> int:
+def _sleep(s: IoSession, argv: list[str]) -> int:
     ms, end = c_strtol(argv[1], 0)
     if ms < 0 or end != len(argv[1]):
         out(f"{argv[1]} is not a valid number\n")
@@ -231,7 +255,7 @@ def _sleep(s: IoSession, argv: List[str]) -> int:
     return 0
 
 
-def _sigraise(s: IoSession, argv: List[str]) -> int:
+def _sigraise(s: IoSession, argv: list[str]) -> int:
     sig = cvtnum(argv[1])
     if sig < 0:
         print_cvtnum_err(sig, argv[1])
@@ -245,31 +269,11 @@ def _sigraise(s: IoSession, argv: List[str]) -> int:
     raise SignalRaised(sig, flushed=True)
 
 
-def _abort(s: IoSession, argv: List[str]) -> int:
+def _abort(s: IoSession, argv: list[str]) -> int:
     raise SignalRaised(6, flushed=False)
 
 
-def _break(s: IoSession, argv: List[str]) -> int:
-    out(f"Could not set breakpoint: {errstr(errno.ENOTSUP)}\n")
-    return -errno.ENOTSUP
-
-
-def _remove_break(s: IoSession, argv: List[str]) -> int:
-    out(f"Could not remove breakpoint {argv[1]}: {errstr(errno.ENOTSUP)}\n")
-    return -errno.ENOTSUP
-
-
-def _resume(s: IoSession, argv: List[str]) -> int:
-    out(f"Could not resume request: {errstr(errno.ENOTSUP)}\n")
-    return -errno.ENOTSUP
-
-
-def _unsupported(s: IoSession, argv: List[str]) -> int:
-    error_report(f"{argv[0]}: not supported by qcowlab")
-    return -errno.ENOTSUP
-
-
-def _help(s: IoSession, argv: List[str]) -> int:
+def _help(s: IoSession, argv: list[str]) -> int:
     from emulator.cli.io_help import HELP
     if len(argv) < 2:
         for ct in COMMANDS:
@@ -326,11 +330,11 @@ COMMANDS = sorted([
     Cmd("alloc", "io_misc:_alloc", "a", 1, 2, "offset [count]",
         "checks if offset is allocated in the file"),
     Cmd("map", "io_misc:_map", None, 0, 0, "", "prints the allocated areas of a file"),
-    Cmd("break", _break, None, 2, 2, "event tag",
+    Cmd("break", "io_break:_break", None, 2, 2, "event tag",
         "sets a breakpoint on event and tags the stopped request as tag"),
-    Cmd("remove_break", _remove_break, None, 1, 1, "tag", "remove a breakpoint by tag"),
-    Cmd("wait_break", _unsupported, None, 1, 1, "tag", "waits for the suspension of a request"),
-    Cmd("resume", _resume, None, 1, 1, "tag", "resumes the request tagged as tag"),
+    Cmd("remove_break", "io_break:_remove_break", None, 1, 1, "tag", "remove a breakpoint by tag"),
+    Cmd("wait_break", "io_break:_wait_break", None, 1, 1, "tag", "waits for the suspension of a request"),
+    Cmd("resume", "io_break:_resume", None, 1, 1, "tag", "resumes the request tagged as tag"),
     Cmd("abort", _abort, oneline="simulate a program crash using abort(3)", nofile_ok=True),
     Cmd("sleep", _sleep, None, 1, 1, oneline="waits for the given value in milliseconds",
         nofile_ok=True),
@@ -340,7 +344,7 @@ COMMANDS = sorted([
 ], key=lambda c: c.name.encode())
 
 
-def find_command(name: str) -> Optional[Cmd]:
+def find_command(name: str) -> Cmd | None:
     for ct in COMMANDS:
         if ct.name == name or ct.altname == name:
             return ct

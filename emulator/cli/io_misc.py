@@ -83,6 +83,8 @@ def _info(s: IoSession, argv: List[str]) -> int:
     protocol = getattr(node, "protocol_name", "file" if node.format_name == "file" else None)
     if protocol:
         out(f"format name: {protocol}\n")
+    if getattr(node, "no_get_info", False):  # bdrv_get_info: -ENOTSUP, nothing printed
+        return -errno.ENOTSUP
     cluster_size, vm_state_offset = driver_info(node)
     out(f"cluster size: {cvtstr(cluster_size)}\n")
     out(f"vm state offset: {cvtstr(vm_state_offset)}\n")
@@ -181,7 +183,7 @@ def _parse_opts_noisily(opts: QemuOpts, text: str) -> bool:
 
 
 def _open(s: IoSession, argv: List[str]) -> int:
-    read_only = snapshot = nocache = copy_on_read = False
+    read_only = snapshot = nocache = copy_on_read = native_aio = False
     writethrough = True
     force_share = False
     unmap = True
@@ -189,7 +191,7 @@ def _open(s: IoSession, argv: List[str]) -> int:
     g = Getopt(argv, "snCro:ki:t:d:U")
     for c in g:
         if c == "k":
-            pass
+            native_aio = True
         elif c == "n":
             nocache, writethrough = True, False
         elif c == "C":
@@ -213,6 +215,7 @@ def _open(s: IoSession, argv: List[str]) -> int:
             if g.optarg not in blockopts.AIO_MODES:
                 error_report(f"Invalid aio option: {g.optarg}")
                 return -errno.EINVAL
+            native_aio = native_aio or g.optarg == "native"
         elif c == "o":
             if s.image_opts:
                 out("--image-opts and 'open -o' are mutually exclusive\n")
@@ -233,22 +236,18 @@ def _open(s: IoSession, argv: List[str]) -> int:
     dict_opts = opts.to_dict() if opts.opts else None
     if optind == len(argv) - 1:
         ret = s.openfile(argv[optind], read_only, force_share, dict_opts, unmap, snapshot,
-                         writethrough, nocache, copy_on_read)
+                         writethrough, nocache, copy_on_read, native_aio)
     elif optind == len(argv):
         ret = s.openfile(None, read_only, force_share, dict_opts, unmap, snapshot,
-                         writethrough, nocache, copy_on_read)
+                         writethrough, nocache, copy_on_read, native_aio)
     else:
         usage(OPEN)
         return -errno.EINVAL
     return -errno.EINVAL if ret else 0
 
 
-_REOPEN_BOOLS = ("read-only", "cache.direct", "cache.no-flush")
-
-
 def _reopen(s: IoSession, argv: List[str]) -> int:
-    """reopen [-r|-w] [-c cache] [-o options]: only the read-only state is modelled."""
-    from emulator.cli.qemuopts import parse_bool
+    """reopen [-r|-w] [-c cache] [-o options]: the read-only state and the runtime options."""
     rw: Optional[bool] = None
     cache_given = False
     writethrough = s.writethrough
@@ -277,22 +276,29 @@ def _reopen(s: IoSession, argv: List[str]) -> int:
         return -errno.EINVAL
     values = opts.to_dict()
     read_only = s.blk.read_only if rw is None else not rw
+    if read_only:  # qemu-io drops the BlockBackend's write permission for good
+        s.write_perm = False
     if "read-only" in values and rw is not None:
         error_report("Cannot set both -r/-w and 'read-only'")
         return -errno.EINVAL
     if ("cache.direct" in values or "cache.no-flush" in values) and cache_given:
         error_report("Cannot set both -c and the cache options")
         return -errno.EINVAL
+    from emulator.block import reopen
+    from emulator.block.node import BlockError
+    from emulator.block.options import is_on
     try:
-        parsed = {k: parse_bool(k, v) for k, v in values.items() if k in _REOPEN_BOOLS}
-    except OptsError as e:
-        error_report(e.message)
+        changes = reopen.prepare(s.blk, values)
+    except BlockError as e:
+        report_err(e.message, e.hint)
         return -errno.EINVAL
-    for key in values:
-        if key not in _REOPEN_BOOLS:
-            error_report(f"Cannot change the option '{key}'")
+    if "read-only" in values:
+        if is_on(values["read-only"]) and s.write_perm:
+            # the BlockBackend keeps its write permission (only -r drops it)
+            error_report("Read-only block node cannot support read-write users")
             return -errno.EINVAL
-    read_only = parsed.get("read-only", read_only)
+        read_only = is_on(values["read-only"])
+    reopen.commit(changes)
     ret = _set_read_only(s.blk, read_only)
     if ret == 0:
         s.writethrough = writethrough
@@ -310,6 +316,9 @@ def _set_read_only(node, read_only: bool) -> int:
     file = node.file if node.file is not None else node
     try:
         if read_only:
+            if getattr(node, "nb_bitmaps", 0) or getattr(node, "dirty_bitmaps", None):
+                from emulator.qcow2.bitmap_store import reopen_bitmaps_ro
+                reopen_bitmaps_ro(node)
             bio.flush(node)
             mark_clean = getattr(node, "mark_clean", None)
             if mark_clean is not None:
@@ -326,4 +335,7 @@ def _set_read_only(node, read_only: bool) -> int:
         return -errno.EINVAL
     node.read_only = read_only
     file.read_only = read_only
+    if not read_only and getattr(node, "nb_bitmaps", 0):
+        from emulator.qcow2.bitmap_store import reopen_bitmaps_rw
+        reopen_bitmaps_rw(node)
     return 0

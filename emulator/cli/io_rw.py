@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List, Optional
 
 from emulator.cli.getopt import Getopt
 from emulator.cli.io_cmds import (
@@ -16,7 +15,7 @@ from emulator.cli.io_fmt import (
 )
 
 
-def _offset_and_count(argv: List[str], i: int) -> "tuple[int, int] | int":
+def _offset_and_count(argv: list[str], i: int) -> "tuple[int, int] | int":
     """OFFSET and LENGTH from argv[i] and argv[i + 1]; on a bad number, QEMU's message and -errno."""
     offset = cvtnum(argv[i])
     if offset < 0:
@@ -29,7 +28,7 @@ def _offset_and_count(argv: List[str], i: int) -> "tuple[int, int] | int":
     return offset, count
 
 
-def _read(s: IoSession, argv: List[str]) -> int:
+def _read(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     cflag = qflag = vflag = pflag = sflag = lflag = bflag = False
@@ -129,7 +128,7 @@ def _vmstate(s: IoSession, op: str, offset: int, count: int, data: bytes = b"") 
 
 # ---------------------------------------------------------------- vectored helpers
 
-def _iovec_sizes(args: List[str]) -> Optional[List[int]]:
+def _iovec_sizes(args: list[str]) -> list[int] | None:
     sizes = []
     total = 0
     for arg in args:
@@ -148,15 +147,15 @@ def _iovec_sizes(args: List[str]) -> Optional[List[int]]:
     return sizes
 
 
-def _readv(s: IoSession, argv: List[str]) -> int:
+def _readv(s: IoSession, argv: list[str]) -> int:
     return _vectored_read(s, argv, READV, "CP:qv", aio=False)
 
 
-def _aio_read(s: IoSession, argv: List[str]) -> int:
+def _aio_read(s: IoSession, argv: list[str]) -> int:
     return _vectored_read(s, argv, AIO_READ, "CP:iqv", aio=True)
 
 
-def _vectored_read(s: IoSession, argv: List[str], ct: Cmd, optstring: str, aio: bool) -> int:
+def _vectored_read(s: IoSession, argv: list[str], ct: Cmd, optstring: str, aio: bool) -> int:
     cflag = qflag = vflag = pflag = False
     pattern = 0
     g = Getopt(argv, optstring)
@@ -222,7 +221,7 @@ def _finish_readv(s: IoSession, offset: int, size: int, pflag: bool, pattern: in
 
 # ---------------------------------------------------------------- write
 
-def _pattern_file(path: str, length: int) -> Optional[bytes]:
+def _pattern_file(path: str, length: int) -> bytes | None:
     try:
         with open(path, "rb") as f:
             data = f.read(length)
@@ -236,7 +235,7 @@ def _pattern_file(path: str, length: int) -> Optional[bytes]:
     return (data * reps)[:length]
 
 
-def _write(s: IoSession, argv: List[str]) -> int:
+def _write(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     cflag = qflag = bflag = pflag = zflag = compressed = sflag = False
@@ -323,6 +322,8 @@ def _write(s: IoSession, argv: List[str]) -> int:
             if count > INT_MAX:
                 raise BlockError(errno.ERANGE)
             _vmstate(s, "save", offset, count, data)
+            if s.writethrough:  # blk_save_vmstate flushes without a write cache
+                bio.flush(s.blk)
         elif zflag:
             s.write_zeroes(offset, count, flags)
         elif compressed:
@@ -342,7 +343,7 @@ def _write(s: IoSession, argv: List[str]) -> int:
     return 0
 
 
-def _writev(s: IoSession, argv: List[str]) -> int:
+def _writev(s: IoSession, argv: list[str]) -> int:
     from emulator.block.node import BlockError
     cflag = qflag = False
     flags = 0
@@ -387,7 +388,7 @@ def _writev(s: IoSession, argv: List[str]) -> int:
     return 0
 
 
-def _aio_write(s: IoSession, argv: List[str]) -> int:
+def _aio_write(s: IoSession, argv: list[str]) -> int:
     cflag = qflag = zflag = pflag = False
     flags = 0
     pattern = 0xCD
@@ -464,7 +465,7 @@ def _finish_aio_write(s: IoSession, offset: int, count: int, zflag: bool, patter
 
 # ---------------------------------------------------------------- other I/O
 
-def _discard(s: IoSession, argv: List[str]) -> int:
+def _discard(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     cflag = qflag = False

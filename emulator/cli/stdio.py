@@ -8,9 +8,11 @@ runs (see :func:`redirected_stdout`).
 """
 from __future__ import annotations
 
-import contextlib
 import sys
-from typing import Iterator, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 BLOCK = 4096
 
@@ -64,17 +66,18 @@ class CStdout:
         return self._target.fileno()
 
 
-@contextlib.contextmanager
-def redirected_stdout() -> Iterator[CStdout]:
-    """Route sys.stdout through a :class:`CStdout` and flush it at exit."""
-    original = sys.stdout
-    out = CStdout(original)
-    sys.stdout = out
-    try:
-        yield out
-    finally:
-        sys.stdout = original
-        out.flush()
+class redirected_stdout:  # noqa: N801 (used as a context manager function)
+    """Route sys.stdout through a :class:`CStdout` while the block runs; flush at exit."""
+
+    def __enter__(self) -> CStdout:
+        self._original = sys.stdout
+        self._out = CStdout(self._original)
+        sys.stdout = self._out
+        return self._out
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout = self._original
+        self._out.flush()
 
 
 def _quiet_stdout_at_exit() -> None:

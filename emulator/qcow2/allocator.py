@@ -40,6 +40,8 @@ def alloc_clusters_noref(s, size: int, max_offset: int) -> int:
 
 
 def alloc_clusters(s, size: int) -> int:
+    if s.blkdbg:
+        s.blkdbg("cluster_alloc")
     while True:
         offset = alloc_clusters_noref(s, size, QCOW_MAX_CLUSTER_OFFSET)
         try:
@@ -65,6 +67,8 @@ def alloc_clusters_at(s, offset: int, nb_clusters: int) -> int:
 
 
 def alloc_bytes(s, size: int) -> int:
+    if s.blkdbg:
+        s.blkdbg("cluster_alloc_bytes")
     cs = s.cluster_size
     offset = s.free_byte_offset
     if offset and get_refcount(s, offset >> s.cluster_bits) == s.refcount_max:
@@ -100,6 +104,8 @@ def alloc_bytes(s, size: int) -> int:
 
 def free_clusters(s, offset: int, size: int, discard_type: int) -> None:
     """qcow2_free_clusters: failures are only reported on stderr."""
+    if s.blkdbg:
+        s.blkdbg("cluster_free")
     try:
         update_refcount(s, offset, size, 1, True, discard_type)
     except (BlockError, Again) as e:

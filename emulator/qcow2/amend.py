@@ -63,11 +63,13 @@ def amend(s, opts: dict, force: bool = False, status: Optional[StatusCB] = None)
     lazy = s.use_lazy_refcounts
     refcount_bits = s.refcount_bits
     data_file_raw = bool(s.autoclear_features & hdr.AUTOCLEAR_DATA_FILE_RAW)
-    if any(k.startswith("encrypt.") for k in opts):
-        if not s.crypt_method:
+    encryption_update = any(k.startswith("encrypt.") for k in opts)
+    if encryption_update:
+        if getattr(s, "crypto", None) is None:
             raise BlockError(errno.EINVAL,
                              "Can't amend encryption options - encryption not present")
-        raise BlockError(errno.ENOTSUP, "Only LUKS encryption options can be amended")
+        if s.crypt_method != 2:
+            raise BlockError(errno.ENOTSUP, "Only LUKS encryption options can be amended")
     for key in _ORDER:
         if key not in opts:
             continue
@@ -102,10 +104,14 @@ def amend(s, opts: dict, force: bool = False, status: Optional[StatusCB] = None)
             if data_file_raw and not s.autoclear_features & hdr.AUTOCLEAR_DATA_FILE_RAW:
                 raise BlockError(errno.EINVAL, "data-file-raw cannot be set on existing images")
     progress = _Progress(status, (new_version != old_version)
-                         + (s.refcount_bits != refcount_bits))
+                         + (s.refcount_bits != refcount_bits) + encryption_update)
     if new_version > old_version:
         progress.start("upgrade")
         _upgrade(s, new_version, progress)
+    if encryption_update:
+        from emulator.qcow2.crypto import amend as amend_encryption
+        amend_encryption(s, {k[len("encrypt."):]: v for k, v in opts.items()
+                             if k.startswith("encrypt.")}, force)
     if s.refcount_bits != refcount_bits:
         if new_version < 3 and refcount_bits != 16:
             raise BlockError(errno.EINVAL, "Refcount widths other than 16 bits require "

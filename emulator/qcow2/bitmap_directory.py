@@ -1,19 +1,19 @@
 """Persistent dirty bitmaps: the bitmaps extension, directory and bitmap tables (qcow2-bitmap.c).
 
-Read-only access as needed to account for the bitmaps' clusters:
+The on-disk structures only (the in-memory bitmaps are bitmap_dirty.py, loading
+and storing them bitmap_store.py):
 - ``extension_fields(payload)`` -> (nb_bitmaps, directory_size, directory_offset).
 - ``load_directory(s, nb_bitmaps, offset, size)`` -> list of ``BitmapEntry``
   (bitmap_list_load with check_dir_entry); BlockError with QEMU's message if
   the directory is broken.
 - ``load_table(s, entry)`` -> the bitmap table entries (bitmap_table_load);
   BlockError(EINVAL) if an entry is invalid.
+- ``pack_entry(e)``, ``entry_size(name_size)``, ``entry_valid(s, e)`` to write one.
 """
 from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass
-
 from emulator.block import io
 from emulator.block.node import BlockError
 
@@ -26,6 +26,7 @@ MIN_GRANULARITY_BITS = 9
 MAX_NAME_SIZE = 1023
 RESERVED_FLAGS = 0xFFFFFFFC
 FLAG_IN_USE = 1
+FLAG_AUTO = 2
 TYPE_DIRTY_TRACKING = 1
 TABLE_ENTRY_RESERVED_MASK = 0xFF000000000001FE
 TABLE_ENTRY_OFFSET_MASK = 0x00FFFFFFFFFFFE00
@@ -36,19 +37,43 @@ TABLE_ENTRY_FLAG_ALL_ONES = 1
 _ENTRY = struct.Struct(">QIIBBHI")
 
 
-@dataclass
 class BitmapEntry:
-    table_offset: int
-    table_size: int
-    flags: int
-    granularity_bits: int
-    name: bytes
+    """One bitmap directory entry (Qcow2Bitmap); ``bitmap`` is its in-memory
+    DirtyBitmap while the directory is being stored."""
+
+    __slots__ = ("table_offset", "table_size", "flags", "granularity_bits", "name", "bitmap")
+
+    def __init__(self, table_offset: int, table_size: int, flags: int,
+                 granularity_bits: int, name: bytes) -> None:
+        self.table_offset = table_offset
+        self.table_size = table_size
+        self.flags = flags
+        self.granularity_bits = granularity_bits
+        self.name = name
+        self.bitmap = None
 
 
 def extension_fields(payload: bytes) -> tuple[int, int, int]:
     """(nb_bitmaps, bitmap_directory_size, bitmap_directory_offset)."""
     nb, _reserved, size, offset = struct.unpack_from(">IIQQ", payload.ljust(24, b"\0"))
     return nb, size, offset
+
+
+def entry_size(name_size: int) -> int:
+    """calc_dir_entry_size without extra data: the entry padded to 8 bytes."""
+    return (_ENTRY.size + name_size + 7) & ~7
+
+
+def pack_entry(e: BitmapEntry) -> bytes:
+    """One directory entry in its on-disk form, padded to 8 bytes."""
+    raw = _ENTRY.pack(e.table_offset, e.table_size, e.flags, TYPE_DIRTY_TRACKING,
+                      e.granularity_bits, len(e.name), 0) + e.name
+    return raw.ljust(entry_size(len(e.name)), b"\0")
+
+
+def entry_valid(s, e: BitmapEntry) -> bool:
+    """check_dir_entry of an entry about to be stored."""
+    return _entry_valid(s, e, TYPE_DIRTY_TRACKING, len(e.name))
 
 
 def _entry_valid(s, e: BitmapEntry, type_: int, name_size: int) -> bool:

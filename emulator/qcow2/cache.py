@@ -16,7 +16,6 @@ dirty or not).
 """
 from __future__ import annotations
 
-from typing import Optional
 
 
 class _Slot:
@@ -24,7 +23,7 @@ class _Slot:
 
     def __init__(self) -> None:
         self.offset = 0
-        self.table: Optional[bytearray] = None
+        self.table: bytearray | None = None
         self.dirty = False
         self.lru = 0
 
@@ -38,9 +37,9 @@ class TableCache:
         self.table_size = table_size
         self.slots = [_Slot() for _ in range(max(slots, 1))]
         self.lru_counter = 0
-        self.depends: Optional["TableCache"] = None
+        self.depends: TableCache | None = None
 
-    def _find(self, offset: int) -> Optional[_Slot]:
+    def _find(self, offset: int) -> _Slot | None:
         for slot in self.slots:
             if slot.offset == offset:
                 return slot
@@ -63,6 +62,8 @@ class TableCache:
         if victim.offset != offset:
             self._write_back(victim)
             victim.offset = 0
+            if read and self.kind == "l2" and self.node.blkdbg:
+                self.node.blkdbg("l2_load")
             data = self.node.file_read(offset, self.table_size) if read \
                 else bytes(self.table_size)
             victim.table = bytearray(data)
@@ -96,13 +97,32 @@ class TableCache:
         from emulator.qcow2.overlap import OL_ACTIVE_L2, OL_REFCOUNT_BLOCK, pre_write_overlap_check
         pre_write_overlap_check(self.node, OL_ACTIVE_L2 if self.kind == "l2"
                                 else OL_REFCOUNT_BLOCK, slot.offset, self.table_size)
+        if self.node.blkdbg:
+            self.node.blkdbg("l2_update" if self.kind == "l2" else "refblock_update_part")
         self.node.file_write(slot.offset, bytes(slot.table))
         slot.dirty = False
 
-    def flush(self) -> None:
-        """qcow2_cache_flush: write every dirty table back."""
+    def write(self) -> None:
+        """qcow2_cache_write: write every dirty table back; after a failure the
+        others are still tried, and the last error is raised (an ENOSPC sticks)."""
+        from emulator.block.node import BlockError
+        error = None
         for slot in self.slots:
-            self._write_back(slot)
+            try:
+                self._write_back(slot)
+            except BlockError as e:
+                if error is None or error.errno != 28:
+                    error = e
+        if error is not None:
+            raise error
+
+    def flush(self) -> None:
+        """qcow2_cache_flush: write back, then flush the file (only a blkdebug
+        node can fail that flush observably, so only then is it issued)."""
+        self.write()
+        if self.node.blkdbg:
+            from emulator.block import io
+            io.flush(self.node.file)
 
     def set_dependency(self, dependency: "TableCache") -> None:
         """qcow2_cache_set_dependency: ``dependency`` is flushed before this cache writes.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import struct
 import sys
+from itertools import compress
 from typing import Optional
 
 from emulator.block import io
@@ -31,7 +32,7 @@ from emulator.qcow2.imrt import Imrt, rebuild_refcount_structure
 from emulator.qcow2.l2_entry import (
     BITMAP_ALL_ALLOC, BITMAP_ALL_ZEROES, L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK,
     OFLAG_COPIED, OFLAG_ZERO, ClusterType, cluster_type, compressed_host_range,
-    entry_size, get_entry,
+    entry_size, get_entry, used_entries,
 )
 from emulator.qcow2.header import AUTOCLEAR_BITMAPS, L1E_OFFSET_MASK, L1E_RESERVED_MASK, \
     QCOW_MAX_L1_SIZE, REFT_OFFSET_MASK, REFT_RESERVED_MASK
@@ -68,21 +69,22 @@ class _Checker:
                     f"file by one cluster or more: offset 0x{offset:x} size 0x{size:x}")
             res.corruptions += 1
             return
-        start = offset & ~(self.cs - 1)
-        last = (offset + size - 1) & ~(self.cs - 1)
-        for cluster_offset in range(start, last + 1, self.cs):
-            k = cluster_offset >> s.cluster_bits
-            if k >= imrt.size:
-                imrt.grow(k + 1)
-            count = imrt.counts[k]
-            if count == s.refcount_max:
-                _eprint(f"ERROR: overflow cluster offset=0x{cluster_offset:x}")
+        first = offset >> s.cluster_bits
+        last = (offset + size - 1) >> s.cluster_bits
+        imrt.grow(last + 1)
+        top, bits = s.refcount_max, imrt.bits
+        mask = (1 << bits) - 1
+        for k in range(first, last + 1):
+            counts = imrt.writable_block(k >> bits)
+            count = counts[k & mask]
+            if count == top:
+                _eprint(f"ERROR: overflow cluster offset=0x{k << s.cluster_bits:x}")
                 _eprint("Use qemu-img amend to increase the refcount entry width or "
                         "qemu-img convert to create a clean copy if the image cannot "
                         "be opened for writing")
                 res.corruptions += 1
                 continue
-            imrt.counts[k] = count + 1
+            counts[k & mask] = count + 1
 
     # ------------------------------------------------ L2 / L1
     def _fix_l2_entry_by_zero(self, l2_offset: int, table: bytearray, index: int,
@@ -129,7 +131,8 @@ class _Checker:
             res.check_errors += 1
             raise
         next_contiguous = 0
-        for i in range(self.l2_entries):
+        # an all-zero entry is an unallocated cluster with nothing to count or report
+        for i in used_entries(table, self.l2_entries, self.extended):
             entry, bitmap = get_entry(table, i, self.extended)
             ctype = cluster_type(entry, self.extended, self.data_file)
             if ctype != ClusterType.COMPRESSED and entry & L2E_STD_RESERVED_MASK:
@@ -223,7 +226,10 @@ class _Checker:
         """check_refblocks: account for every refblock; True when a rebuild is needed."""
         s, res = self.s, self.res
         rebuild = False
-        for i in range(s.refcount_table_size):
+        indices = range(s.refcount_table_size)
+        if imrt.size:  # a zero entry then has nothing to count or report
+            indices = compress(indices, s.refcount_table[:s.refcount_table_size])
+        for i in indices:
             entry = s.refcount_table[i]
             offset = entry & REFT_OFFSET_MASK
             cluster = offset >> s.cluster_bits
@@ -297,6 +303,8 @@ class _Checker:
             self.check_l1(imrt, sn.l1_table_offset, sn.l1_size, False, fix, False)
         self.inc_refcounts(imrt, s.snapshots_offset, s.snapshots_size)
         self.inc_refcounts(imrt, s.refcount_table_offset, s.refcount_table_size * 8)
+        if getattr(s, "crypto_header_length", 0):  # the LUKS header clusters
+            self.inc_refcounts(imrt, s.crypto_header_offset, s.crypto_header_length)
         self.check_bitmaps(imrt)
         return self.check_refblocks(imrt, fix)
 
@@ -328,22 +336,40 @@ class _Checker:
                 if offset:
                     self.inc_refcounts(imrt, offset, self.cs)
 
-    def _stored_refcount(self, i: int) -> int:
-        return rc.get_refcount(self.s, i)
-
     def compare_refcounts(self, imrt: Imrt, fix: int) -> tuple[bool, int]:
         """compare_refcounts: (rebuild needed, highest used cluster)."""
         s, res = self.s, self.res
         rebuild = False
         highest = 0
-        for i in range(imrt.size):
+        size, rbs = imrt.size, s.refcount_block_size
+        zeros = counts = [0] * rbs
+        stored_refcounts = _StoredRefcounts(s, size)
+        i = -1
+        while i + 1 < size:
+            i += 1
+            if not i & (rbs - 1):
+                index = i >> s.refcount_block_bits
+                counts = imrt.block(index) or zeros
+                if counts is zeros and not _refblock_offset(s, index):
+                    # nothing counted, nothing stored: on to the next block with either
+                    i = min(size, _next_block_in_use(s, imrt, index) << s.refcount_block_bits) - 1
+                    continue
             try:
-                stored = self._stored_refcount(i)
+                stored = stored_refcounts.get(i)
             except BlockError as e:
                 _eprint(f"Can't get refcount for cluster {i}: {_strerror(e.errno)}")
                 res.check_errors += 1
                 continue
-            counted = imrt.counts[i]
+            block = stored_refcounts.block
+            if block is not None and not i & (s.refcount_block_size - 1):
+                end = min(size, i + s.refcount_block_size)
+                if block[:end - i] == counts[:end - i]:  # the whole block agrees
+                    down = range(end - 1 - i, -1, -1)
+                    highest = i + next(compress(down, map(counts.__getitem__, down)),
+                                       highest - i)
+                    i = end - 1
+                    continue
+            counted = counts[i & (rbs - 1)]
             if stored > 0 or counted > 0:
                 highest = i
             if stored == counted:
@@ -358,6 +384,7 @@ class _Checker:
             label = "Repairing" if fixed else ("ERROR" if stored < counted else "Leaked")
             _eprint(f"{label} cluster {i} refcount={stored} reference={counted}")
             if fixed:
+                stored_refcounts.forget()
                 try:
                     rc.update_refcount(s, i << s.cluster_bits, 1, abs(stored - counted),
                                        stored > counted, rc.DISCARD_ALWAYS)
@@ -382,13 +409,14 @@ class _Checker:
         else:
             repair = False
         esz = entry_size(self.extended)
+        stored_refcounts = _StoredRefcounts(s, -(-io.getlength(s.file) // self.cs))
         for i in range(s.l1_size):
             l1e = s.l1_table[i]
             l2_offset = l1e & L1E_OFFSET_MASK
             if not l2_offset:
                 continue
             try:
-                count = self._stored_refcount(l2_offset >> s.cluster_bits)
+                count = stored_refcounts.get(l2_offset >> s.cluster_bits)
             except BlockError:
                 continue
             if (count == 1) != bool(l1e & OFLAG_COPIED):
@@ -415,7 +443,7 @@ class _Checker:
                 res.check_errors += 1
                 raise
             dirty = 0
-            for j in range(self.l2_entries):
+            for j in used_entries(table, self.l2_entries, self.extended):
                 entry, _bitmap = get_entry(table, j, self.extended)
                 if cluster_type(entry, self.extended, self.data_file) not in (
                         ClusterType.NORMAL, ClusterType.ZERO_ALLOC):
@@ -424,8 +452,7 @@ class _Checker:
                     count = 1
                 else:
                     try:
-                        count = self._stored_refcount(
-                            (entry & L2E_OFFSET_MASK) >> s.cluster_bits)
+                        count = stored_refcounts.get((entry & L2E_OFFSET_MASK) >> s.cluster_bits)
                     except BlockError:
                         continue
                 if (count == 1) != bool(entry & OFLAG_COPIED):
@@ -455,6 +482,61 @@ class _Checker:
                 res.corruptions_fixed += dirty
 
 
+class _StoredRefcounts:
+    """qcow2_get_refcount over consecutive clusters: the refcount block in use is
+    decoded once (up to cluster ``limit``), and repeated cache hits on it are
+    not repeated (they change nothing but its recency, which stays the highest)."""
+
+    def __init__(self, s, limit: int) -> None:
+        self.s = s
+        self.limit = limit
+        self.index = -1
+        #: refcounts of block ``index`` from its first cluster on; None where
+        #: get_refcount is asked each time
+        self.block: Optional[list[int]] = None
+
+    def forget(self) -> None:
+        """The refcounts may change: ask the cache again next time."""
+        self.index = -1
+        self.block = None
+
+    def get(self, cluster: int) -> int:
+        s = self.s
+        index = cluster >> s.refcount_block_bits
+        if index != self.index:
+            self.forget()
+            offset = s.refcount_table[index] & REFT_OFFSET_MASK \
+                if index < s.refcount_table_size else 0
+            count = max(0, min(s.refcount_block_size,
+                               self.limit - (index << s.refcount_block_bits)))
+            if not offset:
+                self.block = [0] * count
+            elif not offset & (s.cluster_size - 1):
+                self.block = rc.refcounts_in_block(s.refcount_cache.get(offset),
+                                                   s.refcount_order, count)
+            self.index = index
+        j = cluster & (s.refcount_block_size - 1)
+        if self.block is None or j >= len(self.block):
+            return rc.get_refcount(s, cluster)
+        return self.block[j]
+
+
+def _refblock_offset(s, index: int) -> int:
+    """The refcount table's offset for refcount block ``index`` (0: none)."""
+    return s.refcount_table[index] & REFT_OFFSET_MASK if index < s.refcount_table_size else 0
+
+
+def _next_block_in_use(s, imrt: Imrt, index: int) -> int:
+    """The next refcount block index after ``index`` that has counted references
+    or a refcount block on disk (past the end when there is none)."""
+    made = imrt.next_block(index)
+    limit = min(s.refcount_table_size, made if made is not None else 1 << 62)
+    on_disk = next((j for j in range(index + 1, limit) if _refblock_offset(s, j)), None)
+    if on_disk is not None:
+        return on_disk
+    return made if made is not None else 1 << 62
+
+
 def _compressed_mask(cluster_bits: int) -> tuple[int, int, int]:
     from emulator.qcow2.l2_entry import compressed_layout
     return compressed_layout(cluster_bits)
@@ -479,7 +561,7 @@ def check_refcounts(s, res: CheckResult, fix: int) -> None:
         res.check_errors += 1
         raise BlockError(errno.EFBIG)
     res.bfi.total_clusters = -(-io.getlength(s) // c.cs)
-    imrt = Imrt(nb_clusters)
+    imrt = Imrt(nb_clusters, s.refcount_block_bits)
     rebuild = c.calculate_refcounts(imrt, fix)
     pre_compare = res.copy()
     rebuild2, highest = c.compare_refcounts(imrt, 0)
@@ -496,7 +578,7 @@ def check_refcounts(s, res: CheckResult, fix: int) -> None:
             raise
         res.corruptions = 0
         res.leaks = 0
-        imrt = Imrt(imrt.size)
+        imrt = Imrt(imrt.size, imrt.bits)
         c.calculate_refcounts(imrt, 0)
         if fix & FIX_LEAKS:
             saved = res.copy()

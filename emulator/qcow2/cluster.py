@@ -15,8 +15,6 @@ API summary (``s`` is an open Qcow2 node):
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
-from typing import Optional
 
 from emulator.block.node import BDRV_REQ_MAY_UNMAP, BlockError
 from emulator.qcow2 import l2_entry as l2e
@@ -33,10 +31,9 @@ BDRV_REQUEST_MAX_BYTES = 0x7FFFFE00
 
 
 def _cto32(v: int) -> int:
-    n = 0
-    while n < 32 and v & (1 << n):
-        n += 1
-    return n
+    """Count of trailing one bits of the 32-bit value ``v``."""
+    v &= 0xFFFFFFFF
+    return (~v & (v + 1)).bit_length() - 1
 
 
 def _ctz32(v: int) -> int:
@@ -156,25 +153,35 @@ def get_host_offset(s, offset: int, nbytes: int) -> tuple[int, int, ST]:
     return bytes_available - oic, host, t
 
 
-@dataclass
 class COWRegion:
-    offset: int = 0
-    nb_bytes: int = 0
+    """Bytes of a new cluster copied from its old contents: ``offset`` from its start."""
+
+    __slots__ = ("offset", "nb_bytes")
+
+    def __init__(self, offset: int = 0, nb_bytes: int = 0) -> None:
+        self.offset = offset
+        self.nb_bytes = nb_bytes
 
 
-@dataclass
 class L2Meta:
     """One run of clusters whose L2 entries are updated after the data write."""
 
-    offset: int
-    alloc_offset: int
-    nb_clusters: int
-    keep_old_clusters: bool
-    cow_start: COWRegion = field(default_factory=COWRegion)
-    cow_end: COWRegion = field(default_factory=COWRegion)
-    skip_cow: bool = False
-    prealloc: bool = False
-    data: Optional[bytes] = None
+    __slots__ = ("offset", "alloc_offset", "nb_clusters", "keep_old_clusters", "cow_start",
+                 "cow_end", "skip_cow", "prealloc", "data")
+
+    def __init__(self, offset: int, alloc_offset: int, nb_clusters: int,
+                 keep_old_clusters: bool, cow_start: COWRegion | None = None,
+                 cow_end: COWRegion | None = None, skip_cow: bool = False,
+                 prealloc: bool = False, data: bytes | None = None) -> None:
+        self.offset = offset
+        self.alloc_offset = alloc_offset
+        self.nb_clusters = nb_clusters
+        self.keep_old_clusters = keep_old_clusters
+        self.cow_start = cow_start or COWRegion()
+        self.cow_end = cow_end or COWRegion()
+        self.skip_cow = skip_cow
+        self.prealloc = prealloc
+        self.data = data
 
 
 def _invalid_entry(s, guest_offset: int, index: int) -> BlockError:
@@ -186,7 +193,7 @@ def _invalid_entry(s, guest_offset: int, index: int) -> BlockError:
 
 
 def calculate_l2_meta(s, host_cluster_offset: int, guest_offset: int, nbytes: int,
-                      table: bytes, keep_old: bool) -> Optional[L2Meta]:
+                      table: bytes, keep_old: bool) -> L2Meta | None:
     cs, scb = s.cluster_size, s.subcluster_bits
     ext = s.extended_l2
     l2_index = (guest_offset >> s.cluster_bits) & (s.l2_size - 1)
@@ -345,6 +352,13 @@ def alloc_host_offset(s, offset: int, nbytes: int) -> tuple[int, int, list]:
         if remaining == 0:
             break
         cur = remaining
+        if s.cluster_allocs:
+            from emulator.qcow2.dependencies import handle_dependencies
+            cur = handle_dependencies(s, start, cur, bool(metas))
+            if cur is None:  # waited for another request: gather everything again
+                return alloc_host_offset(s, offset, nbytes)
+            if cur == 0:
+                break
         ret, cluster_offset, cur = handle_copied(s, start, cluster_offset, cur, metas)
         if ret:
             continue
@@ -362,13 +376,33 @@ def perform_cow(s, m: L2Meta) -> None:
     start, end = m.cow_start, m.cow_end
     if (start.nb_bytes == 0 and end.nb_bytes == 0) or m.skip_cow:
         return
-    head = s.drv_preadv(m.offset + start.offset, start.nb_bytes) if start.nb_bytes else b""
-    tail = s.drv_preadv(m.offset + end.offset, end.nb_bytes) if end.nb_bytes else b""
+    middle = end.offset - start.offset - start.nb_bytes
+    if start.nb_bytes and end.nb_bytes and middle <= 16384:
+        # one read of both regions and what lies between them
+        buf = _cow_read(s, m.offset + start.offset, end.offset + end.nb_bytes - start.offset)
+        head, tail = buf[:start.nb_bytes], buf[start.nb_bytes + middle:]
+    else:
+        head = _cow_read(s, m.offset + start.offset, start.nb_bytes)
+        tail = _cow_read(s, m.offset + end.offset, end.nb_bytes)
+    if s.crypto is not None:
+        from emulator.qcow2 import crypto
+        head = crypto.encrypt(s, m.alloc_offset + start.offset, m.offset + start.offset, head)
+        tail = crypto.encrypt(s, m.alloc_offset + end.offset, m.offset + end.offset, tail)
     if m.data is not None:
+        if s.blkdbg:
+            s.blkdbg("write_aio")
         _cow_write(s, m.alloc_offset + start.offset, head + m.data + tail)
     else:
         _cow_write(s, m.alloc_offset + start.offset, head)
         _cow_write(s, m.alloc_offset + end.offset, tail)
+
+
+def _cow_read(s, offset: int, nbytes: int) -> bytes:
+    if not nbytes:
+        return b""
+    if s.blkdbg:
+        s.blkdbg("cow_read")
+    return s.drv_preadv(offset, nbytes)
 
 
 def _cow_write(s, offset: int, data: bytes) -> None:
@@ -377,6 +411,8 @@ def _cow_write(s, offset: int, data: bytes) -> None:
     if data:
         if not s.has_data_file:
             pre_write_overlap_check(s, 0, offset, len(data))
+        if s.blkdbg:
+            s.blkdbg("cow_write")
         io.pwrite(s.data_file, offset, data)
 
 
@@ -407,12 +443,18 @@ def link_l2(s, m: L2Meta) -> None:
     if not m.keep_old_clusters:
         for entry in old:
             free_any_cluster(s, entry, DISCARD_NEVER)
+    if s.cluster_allocs:
+        from emulator.qcow2.dependencies import retire
+        retire(s, m)
 
 
 def abort_meta(s, m: L2Meta) -> None:
     from emulator.qcow2.allocator import free_clusters
     if not s.has_data_file and not m.keep_old_clusters:
         free_clusters(s, m.alloc_offset, m.nb_clusters << s.cluster_bits, DISCARD_NEVER)
+    if s.cluster_allocs:
+        from emulator.qcow2.dependencies import retire
+        retire(s, m)
 
 
 def _discard_in_l2_slice(s, offset: int, nb_clusters: int, dtype: int, full: bool) -> int:
@@ -539,6 +581,8 @@ def alloc_compressed_cluster_offset(s, offset: int, size: int) -> int:
         raise BlockError(errno.EIO)
     host = alloc_bytes(s, size)
     nb_csectors = (host + size - 1) // 512 - host // 512
+    if s.blkdbg:
+        s.blkdbg("l2_update_compressed")
     l2e.set_entry(table, l2_index, l2e.compressed_entry(host, nb_csectors, s.cluster_bits),
                   0, s.extended_l2)
     s.l2_cache.mark_dirty(l2_offset)

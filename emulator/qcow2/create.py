@@ -98,7 +98,7 @@ def _create(filename: str, opts: dict) -> None:
     version = 2 if compat == "v2" else 3
     backing_file = opts.get("backing_file")
     backing_fmt = _enum(opts, "backing_fmt", "backing-fmt", BLOCK_DRIVERS)
-    encrypt = {k: v for k, v in opts.items() if k.startswith("encrypt")}
+    encrypt = _encrypt_options(opts)
     cluster_size = _int(opts.get("cluster_size", 65536))
     prealloc = _enum(opts, "preallocation", "preallocation", PREALLOC_MODES) or "off"
     lazy = _bool(opts, "lazy_refcounts", "lazy-refcounts") or False
@@ -147,17 +147,45 @@ def _create(filename: str, opts: dict) -> None:
             raise BlockError(errno.EINVAL, "Non-zlib compression type is only supported with "
                              "compatibility level 1.1 and above (use version=v3 or greater)")
         compression_type = hdr.COMPRESSION_ZSTD
-    if encrypt:
-        raise BlockError(errno.ENOTSUP, "qcowlab does not model encrypted qcow2 images")
     _write_image(filename, size, version, cluster_bits, refcount_order, lazy, extended_l2,
                  compression_type, prealloc, backing_file, backing_fmt, data_file,
-                 data_file_raw)
+                 data_file_raw, encrypt)
+
+
+def _encrypt_options(opts: dict) -> Optional[dict]:
+    """The encrypt.* options as BlockdevQcow2Encryption (None: no encryption).
+
+    'encryption=on' and 'encrypt.format=aes' both mean the qcow AES format.
+    """
+    enc = {k[len("encrypt."):]: v for k, v in opts.items()
+           if k.startswith("encrypt.") and v is not None}
+    legacy = opts.get("encryption")
+    if legacy is not None and _bool(opts, "encryption", "encryption"):
+        if "format" in enc:
+            raise BlockError(errno.EINVAL, "'encrypt.format' and its alias 'encryption' "
+                                           "can't be used at the same time")
+        enc["format"] = "qcow"
+    if not enc:
+        return None
+    if "format" not in enc:
+        raise BlockError(errno.EINVAL, "Parameter 'encrypt.format' is missing")
+    if enc["format"] == "aes":
+        enc["format"] = "qcow"
+    if enc["format"] not in ("qcow", "luks"):
+        raise BlockError(errno.EINVAL, f"Parameter 'format' does not accept value "
+                                       f"'{enc['format']}'")
+    if enc["format"] == "qcow":
+        for key in enc:
+            if key not in ("format", "key-secret"):
+                raise BlockError(errno.EINVAL, f"Parameter 'encrypt.{key}' is unexpected")
+    return enc
 
 
 def _write_image(filename: str, size: int, version: int, cluster_bits: int,
                  refcount_order: int, lazy: bool, extended_l2: bool, compression_type: int,
                  prealloc: str, backing_file: Optional[str], backing_fmt: Optional[str],
-                 data_file: Optional[str], data_file_raw: bool) -> None:
+                 data_file: Optional[str], data_file_raw: bool,
+                 encrypt: Optional[dict] = None) -> None:
     from emulator.block import io
     from emulator.block.file import FileNode
     from emulator.qcow2.allocator import alloc_clusters
@@ -202,6 +230,9 @@ def _write_image(filename: str, size: int, version: int, cluster_bits: int,
             raise BlockError(e.errno, f"Could not resize image: {e.message}")
         if backing_file:
             node.change_backing_file(backing_file, backing_fmt)
+        if encrypt:
+            from emulator.qcow2 import crypto
+            crypto.set_up(node, dict(encrypt))
         io.flush(node)
         node.drv_close()
     finally:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import struct
 import sys
-from typing import Callable, Optional
 
 from emulator.block.node import (
     BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_RECURSE, BDRV_BLOCK_ZERO,
@@ -38,12 +37,15 @@ from emulator.qcow2 import header as hdr
 from emulator.qcow2 import l2_entry as l2e
 from emulator.qcow2.l2_entry import SubclusterType as ST
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 INT_MAX = (1 << 31) - 1
 #: QCOW2_MAX_WORKERS: requests of one write in flight at a time
 MAX_WORKERS = 8
-DEFAULT_L2_CACHE_MAX_SIZE = 32 * 1024 * 1024
-MIN_L2_CACHE_SIZE = 2
-MIN_REFCOUNT_CACHE_SIZE = 4
+#: QCOW_MAX_CRYPT_CLUSTERS: clusters per encrypted read or write chunk
+MAX_CRYPT_CLUSTERS = 32
 CRYPT_NONE, CRYPT_AES, CRYPT_LUKS = 0, 1, 2
 
 
@@ -63,14 +65,6 @@ def _opt_bool(options: dict, key: str, default: bool) -> bool:
     return bool(val)
 
 
-def _overlap_mode(options: dict) -> int:
-    """The overlap-check option: none, constant, cached (default) or all."""
-    from emulator.qcow2 import overlap as ol
-    mode = options.get("overlap-check", "cached")
-    return {"none": 0, "constant": ol.OL_CONSTANT, "cached": ol.OL_CACHED,
-            "all": ol.OL_ALL}.get(mode, ol.OL_CACHED)
-
-
 def _io():
     from emulator.block import io
     return io
@@ -82,13 +76,18 @@ class Qcow2(BlockNode):
     format_name = "qcow2"
     supports_backing = True
     supported_truncate_flags = BDRV_REQ_ZERO_WRITE
+    #: debug_event of a blkdebug file child (BLKDBG_EVENT), None without one
+    blkdbg = None
+    #: allocations in flight while requests interleave (emulator/qcow2/dependencies.py)
+    cluster_allocs: list = ()
 
     # ------------------------------------------------------------------ open
     @classmethod
     def open(cls, file: BlockNode, options: dict, read_only: bool,
-             open_backing: Optional[Callable[[str, Optional[str]], BlockNode]]) -> "Qcow2":
+             open_backing: Callable[[str, str | None], BlockNode] | None) -> "Qcow2":
         s = cls()
         s.file = file
+        s.blkdbg = getattr(file, "debug_event", None)
         s.filename = file.filename
         s.read_only = read_only
         s._open(options or {}, open_backing)
@@ -156,7 +155,6 @@ class Qcow2(BlockNode):
         self.refcount_max = (1 << self.refcount_bits) - 1
         self.crypt_method = h.crypt_method
         self.encrypted = bool(h.crypt_method)
-        self.crypto_header_seen = False
         self.l2_entry_size = l2e.entry_size(self.extended_l2)
         self.l2_bits = h.cluster_bits - (self.l2_entry_size.bit_length() - 1)
         self.l2_size = 1 << self.l2_bits
@@ -187,25 +185,17 @@ class Qcow2(BlockNode):
             load_l1_table(self)
         except BlockError as e:
             raise BlockError(e.errno, f"Could not read L1 table: {e.message}")
+        from emulator.qcow2 import runtime_opts
+        self.runtime_options = {k: v for k, v in options.items() if k in runtime_opts.DESCS}
+        self.discard_unmap = _opt_bool(options, "discard", True)
+        runtime_opts.commit(self, runtime_opts.prepare(self, options, self.discard_unmap))
         if self.crypt_method not in (CRYPT_NONE, CRYPT_AES, CRYPT_LUKS):
             raise BlockError(errno.EINVAL, f"Unsupported encryption method {self.crypt_method}")
-        self.use_lazy_refcounts = _opt_bool(
-            options, "lazy-refcounts", bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS))
-        if self.use_lazy_refcounts and self.qcow_version < 3:
-            raise BlockError(errno.EINVAL, "Lazy refcounts require a qcow2 image with at least "
-                                           "qemu 1.1 compatibility level")
-        unmap = _opt_bool(options, "discard", True)
-        from emulator.qcow2.refcount import (
-            DISCARD_ALWAYS, DISCARD_NEVER, DISCARD_OTHER, DISCARD_REQUEST, DISCARD_SNAPSHOT,
-        )
-        self.discard_passthrough = {
-            DISCARD_NEVER: False, DISCARD_ALWAYS: True,
-            DISCARD_REQUEST: _opt_bool(options, "pass-discard-request", unmap),
-            DISCARD_SNAPSHOT: _opt_bool(options, "pass-discard-snapshot", True),
-            DISCARD_OTHER: _opt_bool(options, "pass-discard-other", False),
-        }
-        self.overlap_check = _overlap_mode(options)
-        self._create_caches()
+        self.crypto = None
+        if self.crypt_method or "encrypt.format" in options:
+            from emulator.qcow2 import crypto
+            crypto.check_format(self, options)
+        self._crypto_open_options = options
         self.discards: list = []
         self.cache_discards = False
         self.free_cluster_index = 0
@@ -220,9 +210,10 @@ class Qcow2(BlockNode):
         self._read_extensions(head_area, h.header_length, ext_end)
         no_io = bool(options.get("x-no-io"))
         self._open_data_file(options, no_io)
-        if self.crypt_method == CRYPT_AES and not no_io:
-            raise BlockError(errno.EINVAL, "Parameter 'encrypt.key-secret' is required for cipher")
-        if self.crypt_method == CRYPT_LUKS and not self.crypto_header_seen and not no_io:
+        if self.crypt_method == CRYPT_AES:
+            from emulator.qcow2 import crypto
+            crypto.open_aes(self, options, no_io)
+        if self.crypt_method == CRYPT_LUKS and self.crypto is None and not no_io:
             raise BlockError(errno.EINVAL, "Missing CRYPTO header for crypt method 2")
         self.backing_file = None
         self.image_backing_file = None
@@ -246,10 +237,17 @@ class Qcow2(BlockNode):
             and not self.read_only
         if update:
             self.autoclear_features &= hdr.AUTOCLEAR_MASK
+        if self.nb_bitmaps:
+            from emulator.qcow2.bitmap_store import load_dirty_bitmaps
+            header_updated = load_dirty_bitmaps(self)
+            update = update and not header_updated
+        if update:
             self.update_header()
         self.supports_zero_flags = (BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK) \
             if self.qcow_version >= 3 else 0
         self.pwrite_zeroes_alignment = self.subcluster_size
+        if self.encrypted:
+            self.request_alignment = 512  # the crypto block's sector size
         self.pdiscard_alignment = cs
         if not check_mode and not self.read_only and \
                 self.incompatible_features & hdr.INCOMPAT_DIRTY:
@@ -258,20 +256,17 @@ class Qcow2(BlockNode):
             self.backing = open_backing(self.backing_file, self.backing_format)
 
     def _create_caches(self) -> None:
-        """Caches sized like read_cache_sizes' defaults (whole disk up to 32 MiB of L2)."""
-        from emulator.qcow2.cache import TableCache
-        cs = self.cluster_size
-        max_l2_cache = -(-(-(-self.size // cs) * self.l2_entry_size) // cs) * cs
-        l2_slots = max(min(max_l2_cache, DEFAULT_L2_CACHE_MAX_SIZE) // cs, MIN_L2_CACHE_SIZE)
-        self.l2_cache = TableCache(self, "l2", l2_slots, cs)
-        self.refcount_cache = TableCache(self, "refcount", MIN_REFCOUNT_CACHE_SIZE, cs)
+        """qcow2_update_options with the options of the open: caches sized anew."""
+        from emulator.qcow2 import runtime_opts
+        runtime_opts.commit(self, runtime_opts.prepare(self, dict(self.runtime_options),
+                                                       self.discard_unmap))
 
     def write_caches(self) -> None:
         """qcow2_write_caches: L2 tables, then refcount blocks unless the image is
         dirty (lazy refcounts: they are only written when it is marked clean)."""
-        self.l2_cache.flush()
+        self.l2_cache.write()
         if not self.incompatible_features & hdr.INCOMPAT_DIRTY:
-            self.refcount_cache.flush()
+            self.refcount_cache.write()
 
     def flush_all_caches(self) -> None:
         """Both caches written back whatever the dirty bit (close, option update)."""
@@ -307,7 +302,6 @@ class Qcow2(BlockNode):
         self.backing_format = None
         self.image_backing_format = None
         self.unknown_extensions: list[tuple[int, bytes]] = []
-        self.bitmaps_extension: Optional[bytes] = None
         self.nb_bitmaps = 0
         self.bitmap_directory_offset = self.bitmap_directory_size = 0
         self.need_update_header = False
@@ -394,7 +388,14 @@ class Qcow2(BlockNode):
         self.nb_bitmaps = nb
         self.bitmap_directory_offset = offset
         self.bitmap_directory_size = size
-        self.bitmaps_extension = payload
+
+    @property
+    def bitmaps_extension(self) -> bytes | None:
+        """The bitmaps extension's payload, present while the image has bitmaps."""
+        if not self.nb_bitmaps:
+            return None
+        return struct.pack(">IIQQ", self.nb_bitmaps, 0, self.bitmap_directory_size,
+                           self.bitmap_directory_offset)
 
     def _crypto_header(self, payload: bytes) -> None:
         """The LUKS header pointer extension, checked as qcow2_read_extensions does."""
@@ -404,11 +405,9 @@ class Qcow2(BlockNode):
         if len(payload) != 16:
             raise BlockError(errno.EINVAL, f"CRYPTO header extension size {len(payload)}, "
                                            f"but expected size 16")
-        offset, _ = struct.unpack(">QQ", payload)
-        if offset % self.cluster_size:
-            raise BlockError(errno.EINVAL, f"Encryption header offset '{offset}' is not a "
-                                           f"multiple of cluster size '{self.cluster_size}'")
-        raise BlockError(errno.ENOTSUP, "qcowlab does not model LUKS-encrypted qcow2 images")
+        from emulator.qcow2 import crypto
+        options = self._crypto_open_options
+        crypto.open_luks(self, payload, options, bool(options.get("x-no-io")))
 
     # --------------------------------------------------------------- helpers
     def file_read(self, offset: int, length: int) -> bytes:
@@ -416,6 +415,13 @@ class Qcow2(BlockNode):
 
     def file_write(self, offset: int, data: bytes) -> None:
         _io().pwrite(self.file, offset, data)
+
+    def file_write_sync(self, offset: int, data: bytes) -> None:
+        """bdrv_pwrite_sync: the write, then a flush of the file (issued only under
+        blkdebug, the one place where that flush can observably fail)."""
+        _io().pwrite(self.file, offset, data)
+        if self.blkdbg:
+            _io().flush(self.file)
 
     def signal_corruption(self, fatal: bool, message: str) -> None:
         """qcow2_signal_corruption: report, and on a fatal event mark the image corrupt."""
@@ -485,6 +491,9 @@ class Qcow2(BlockNode):
             body += ext.ext_record(ext.EXT_BACKING_FORMAT, self.image_backing_format.encode())
         if self.image_data_file and self.incompatible_features & hdr.INCOMPAT_DATA_FILE:
             body += ext.ext_record(ext.EXT_DATA_FILE, self.image_data_file.encode())
+        if getattr(self, "crypto_header_offset", 0):
+            from emulator.qcow2 import crypto
+            body += ext.ext_record(ext.EXT_CRYPTO_HEADER, crypto.extension(self))
         if self.qcow_version >= 3 and cs > 4096:
             body += ext.ext_record(ext.EXT_FEATURE_TABLE, ext.feature_table_payload())
         if self.bitmaps_extension is not None:
@@ -509,7 +518,7 @@ class Qcow2(BlockNode):
         from emulator.qcow2.empty import make_empty
         make_empty(self)
 
-    def change_backing_file(self, backing_file: Optional[str], backing_fmt: Optional[str]) -> None:
+    def change_backing_file(self, backing_file: str | None, backing_fmt: str | None) -> None:
         """qcow2_change_backing_file: store new backing file name/format in the header."""
         if backing_file and len(backing_file.encode()) > 1023:
             raise BlockError(errno.EINVAL)
@@ -526,17 +535,26 @@ class Qcow2(BlockNode):
         from emulator.qcow2.cluster import get_host_offset
         io = _io()
         out = bytearray()
+        limit = INT_MAX if self.crypto is None else MAX_CRYPT_CLUSTERS * self.cluster_size
         while length:
-            cur, host, t = get_host_offset(self, offset, min(length, INT_MAX))
+            cur, host, t = get_host_offset(self, offset, min(length, limit))
             if t in (ST.ZERO_PLAIN, ST.ZERO_ALLOC) or (
                     t in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC) and self.backing is None):
                 out += bytes(cur)
             elif t in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC):
+                if self.blkdbg:
+                    self.blkdbg("read_backing_aio")
                 out += io.pread(self.backing, offset, cur)
             elif t == ST.COMPRESSED:
                 out += self._read_compressed(host, offset, cur)
             else:
-                out += io.pread(self.data_file, host, cur)
+                if self.blkdbg:
+                    self.blkdbg("read_aio")
+                data = io.pread(self.data_file, host, cur)
+                if self.crypto is not None:
+                    from emulator.qcow2 import crypto
+                    data = crypto.decrypt(self, host, offset, data)
+                out += data
             length -= cur
             offset += cur
         return bytes(out)
@@ -544,6 +562,8 @@ class Qcow2(BlockNode):
     def _read_compressed(self, entry: int, offset: int, length: int) -> bytes:
         from emulator.qcow2.compress import decompress
         coff, csize = l2e.compressed_host_range(entry, self.cluster_bits)
+        if self.blkdbg:
+            self.blkdbg("read_compressed")
         data = _io().pread(self.file, coff, csize)
         try:
             plain = decompress(self.compression_type, data, self.cluster_size)
@@ -566,7 +586,12 @@ class Qcow2(BlockNode):
         error = None
         while length and error is None:
             ops = getattr(self.file, "io_ops", 0)
-            cur, host, metas = alloc_host_offset(self, offset, min(length, INT_MAX))
+            limit = INT_MAX if self.crypto is None else \
+                MAX_CRYPT_CLUSTERS * self.cluster_size - (offset & (self.cluster_size - 1))
+            cur, host, metas = alloc_host_offset(self, offset, min(length, limit))
+            if self.blkdbg:  # only a blkdebug breakpoint lets requests interleave
+                from emulator.qcow2.dependencies import register
+                register(self, metas)
             # metadata I/O during this allocation yields: the data writes of
             # the earlier chunks complete meanwhile, and their L2 updates take
             # the lock before the next allocation (seen with QEMU's traces)
@@ -580,11 +605,16 @@ class Qcow2(BlockNode):
                     abort_meta(self, m)
                 break
             chunk = data[pos:pos + cur]
+            if self.crypto is not None:
+                from emulator.qcow2 import crypto
+                chunk = crypto.encrypt(self, host, offset, chunk)
             if len(pending) >= MAX_WORKERS:
                 error = self._link_metas(pending.pop(0), error)
             try:
                 self._handle_alloc_space(metas)
                 if not self._merge_cow(offset, cur, chunk, metas):
+                    if self.blkdbg:
+                        self.blkdbg("write_aio")
                     io.pwrite(self.data_file, host, chunk)
             except BlockError as e:
                 error = e
@@ -603,7 +633,7 @@ class Qcow2(BlockNode):
         if error is not None:
             raise error
 
-    def _link_metas(self, metas: list, error: Optional[BlockError]) -> Optional[BlockError]:
+    def _link_metas(self, metas: list, error: BlockError | None) -> BlockError | None:
         """qcow2_handle_l2meta: link (or, after an error, abort) one task's allocations."""
         from emulator.qcow2.cluster import abort_meta, link_l2
         for m in metas:
@@ -621,6 +651,8 @@ class Qcow2(BlockNode):
         io = _io()
         if not self.data_file.supports_zero_flags & BDRV_REQ_NO_FALLBACK:
             return
+        if self.encrypted:
+            return
         for m in metas:
             if not m.cow_start.nb_bytes and not m.cow_end.nb_bytes:
                 continue
@@ -631,6 +663,8 @@ class Qcow2(BlockNode):
             nb = m.cow_end.offset + m.cow_end.nb_bytes - m.cow_start.offset
             if not self.has_data_file:
                 pre_write_overlap_check(self, 0, start, nb)
+            if self.blkdbg:
+                self.blkdbg("cluster_alloc_space")
             try:
                 io.pwrite_zeroes(self.data_file, start, nb, BDRV_REQ_NO_FALLBACK)
             except BlockError as e:
@@ -738,7 +772,32 @@ class Qcow2(BlockNode):
         host = alloc_compressed_cluster_offset(self, offset, len(out))
         from emulator.qcow2.overlap import pre_write_overlap_check
         pre_write_overlap_check(self, 0, host, len(out))
+        if self.blkdbg:
+            self.blkdbg("write_compressed")
         _io().pwrite(self.file, host, out)
+
+    def _vm_state_offset(self, pos: int, length: int) -> int:
+        """qcow2_check_vmstate_request: the guest offset of VM state byte ``pos``."""
+        shift = self.cluster_bits + self.l2_bits
+        offset = (-(-self.size >> shift) << shift) + pos
+        _io()._check_request(offset, length)
+        return offset
+
+    def drv_save_vmstate(self, pos: int, data: bytes) -> None:
+        """qcow2_save_vmstate: a write straight into the driver past the disk."""
+        offset = self._vm_state_offset(pos, len(data))
+        if self.blkdbg:
+            self.blkdbg("vmstate_save")
+        self._check_alive()
+        self.drv_pwritev(offset, data, 0)
+
+    def drv_load_vmstate(self, pos: int, length: int) -> bytes:
+        """qcow2_load_vmstate."""
+        offset = self._vm_state_offset(pos, length)
+        if self.blkdbg:
+            self.blkdbg("vmstate_load")
+        self._check_alive()
+        return self.drv_preadv(offset, length)
 
     def drv_block_status(self, want_zero: bool, offset: int, length: int) -> BlockStatus:
         self._check_alive()
@@ -750,7 +809,7 @@ class Qcow2(BlockNode):
         status = 0
         mapped = None
         node = None
-        if t in (ST.NORMAL, ST.ZERO_ALLOC, ST.UNALLOCATED_ALLOC):
+        if t in (ST.NORMAL, ST.ZERO_ALLOC, ST.UNALLOCATED_ALLOC) and self.crypto is None:
             mapped, node = host, self.data_file
             status |= BDRV_BLOCK_OFFSET_VALID
         if t in (ST.ZERO_PLAIN, ST.ZERO_ALLOC):
@@ -795,6 +854,8 @@ class Qcow2(BlockNode):
             import os
             from emulator.report import error_report
             failed = False
+            if getattr(self, "dirty_bitmaps", None) or self.nb_bitmaps:
+                failed = not self._store_bitmaps()
             for cache, what in ((self.l2_cache, "L2 table"),
                                 (self.refcount_cache, "refcount block")):
                 try:
@@ -807,24 +868,42 @@ class Qcow2(BlockNode):
         if self.data_file is not None and self.data_file is not self.file:
             self.data_file.drv_close()
 
+    def _store_bitmaps(self) -> bool:
+        """qcow2_inactivate's bitmap part: False (after QEMU's message) on failure."""
+        from emulator.qcow2.bitmap_dirty import BitmapError
+        from emulator.qcow2.bitmap_store import node_name, store_dirty_bitmaps
+        try:
+            store_dirty_bitmaps(self, True)
+        except BitmapError as e:
+            from emulator.cli.errors import report_err
+            report_err(f"Lost persistent bitmaps during inactivation of node "
+                       f"'{node_name(self)}': {e.message}", e.hint)
+            return False
+        return True
+
     # ----------------------------------------------------------------- info
     def get_specific_info(self) -> dict:
         ctype = hdr.COMPRESSION_NAMES.get(self.compression_type, str(self.compression_type))
         if self.qcow_version == 2:
             info = {"compat": "0.10", "compression-type": ctype,
                     "refcount-bits": self.refcount_bits}
-            if self.crypt_method == CRYPT_AES:
-                info["encrypt"] = {"format": "aes"}
+            if self.crypto is not None:
+                from emulator.qcow2 import crypto
+                info["encrypt"] = crypto.info(self)
             return info
         info = {"compat": "1.1", "compression-type": ctype,
-                "lazy-refcounts": bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS),
-                "refcount-bits": self.refcount_bits}
+                "lazy-refcounts": bool(self.compatible_features & hdr.COMPAT_LAZY_REFCOUNTS)}
+        if self.nb_bitmaps:
+            from emulator.qcow2.bitmap_store import info_list
+            info["bitmaps"] = info_list(self)
+        info["refcount-bits"] = self.refcount_bits
         if self.image_data_file:
             info["data-file"] = self.image_data_file
         if self.has_data_file:
             info["data-file-raw"] = self.data_file_raw
-        if self.crypt_method == CRYPT_AES:
-            info["encrypt"] = {"format": "aes"}
+        if self.crypto is not None:
+            from emulator.qcow2 import crypto
+            info["encrypt"] = crypto.info(self)
         info["corrupt"] = bool(self.incompatible_features & hdr.INCOMPAT_CORRUPT)
         info["extended-l2"] = self.extended_l2
         return info

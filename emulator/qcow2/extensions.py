@@ -14,7 +14,6 @@ API summary:
 from __future__ import annotations
 
 import struct
-from typing import Optional
 
 from emulator.qcow2.header import FEAT_TYPE_AUTOCLEAR, FEAT_TYPE_COMPATIBLE, FEAT_TYPE_INCOMPATIBLE
 
@@ -77,7 +76,7 @@ def feature_table_names(payload: bytes) -> list[tuple[int, int, str]]:
     return out
 
 
-def unsupported_feature_message(table: Optional[list[tuple[int, int, str]]], mask: int) -> str:
+def unsupported_feature_message(table: list[tuple[int, int, str]] | None, mask: int) -> str:
     """QEMU's message for unknown incompatible bits, named through the image's table."""
     names: list[str] = []
     for t, b, name in table or []:

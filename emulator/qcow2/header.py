@@ -6,7 +6,7 @@ API summary:
   AUTOCLEAR_* bits and their masks, FEAT_TYPE_*, COMPRESSION_ZLIB/ZSTD,
   L1E_OFFSET_MASK, L1E_RESERVED_MASK, REFT_OFFSET_MASK, REFT_RESERVED_MASK,
   MIN_CLUSTER_BITS, MAX_CLUSTER_BITS, QCOW_MAX_* limits.
-- ``Header``: dataclass with every header field (names as in the spec).
+- ``Header``: every header field (names as in the spec); ``FIELDS`` lists them in order.
   ``Header.parse(buf)`` reads the first HEADER_SIZE bytes (version 2 images
   get the version-3 defaults: refcount_order 4, header_length 72);
   ``header.pack()`` returns the fixed part as QEMU writes it (72 bytes for
@@ -16,7 +16,6 @@ API summary:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 QCOW_MAGIC = 0x514649FB
 HEADER_V2_SIZE = 72
@@ -64,29 +63,42 @@ _V2 = struct.Struct(">IIQIIQIIQQIIQ")
 _V3 = struct.Struct(">QQQII")
 
 
-@dataclass
 class Header:
     """The fixed part of a qcow2 header (fields named as in the spec)."""
 
-    magic: int = QCOW_MAGIC
-    version: int = 3
-    backing_file_offset: int = 0
-    backing_file_size: int = 0
-    cluster_bits: int = 16
-    size: int = 0
-    crypt_method: int = 0
-    l1_size: int = 0
-    l1_table_offset: int = 0
-    refcount_table_offset: int = 0
-    refcount_table_clusters: int = 0
-    nb_snapshots: int = 0
-    snapshots_offset: int = 0
-    incompatible_features: int = 0
-    compatible_features: int = 0
-    autoclear_features: int = 0
-    refcount_order: int = 4
-    header_length: int = HEADER_SIZE
-    compression_type: int = COMPRESSION_ZLIB
+    def __init__(self, magic: int = QCOW_MAGIC, version: int = 3, backing_file_offset: int = 0,
+                 backing_file_size: int = 0, cluster_bits: int = 16, size: int = 0,
+                 crypt_method: int = 0, l1_size: int = 0, l1_table_offset: int = 0,
+                 refcount_table_offset: int = 0, refcount_table_clusters: int = 0,
+                 nb_snapshots: int = 0, snapshots_offset: int = 0,
+                 incompatible_features: int = 0, compatible_features: int = 0,
+                 autoclear_features: int = 0, refcount_order: int = 4,
+                 header_length: int = HEADER_SIZE, compression_type: int = COMPRESSION_ZLIB) -> None:
+        self.magic = magic
+        self.version = version
+        self.backing_file_offset = backing_file_offset
+        self.backing_file_size = backing_file_size
+        self.cluster_bits = cluster_bits
+        self.size = size
+        self.crypt_method = crypt_method
+        self.l1_size = l1_size
+        self.l1_table_offset = l1_table_offset
+        self.refcount_table_offset = refcount_table_offset
+        self.refcount_table_clusters = refcount_table_clusters
+        self.nb_snapshots = nb_snapshots
+        self.snapshots_offset = snapshots_offset
+        self.incompatible_features = incompatible_features
+        self.compatible_features = compatible_features
+        self.autoclear_features = autoclear_features
+        self.refcount_order = refcount_order
+        self.header_length = header_length
+        self.compression_type = compression_type
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Header) and self.__dict__ == other.__dict__
+
+    def __repr__(self) -> str:
+        return "Header(" + ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()) + ")"
 
     @classmethod
     def parse(cls, buf: bytes) -> "Header":
@@ -130,6 +142,10 @@ class Header:
     @property
     def extended_l2(self) -> bool:
         return bool(self.incompatible_features & INCOMPAT_EXTL2)
+
+
+#: the header fields in on-disk order
+FIELDS = tuple(Header().__dict__)
 
 
 def c_hex(value: int) -> str:

@@ -6,8 +6,9 @@ file); when the on-disk refcount structure is beyond repair, new refcount
 blocks and a new refcount table are allocated from that table and written
 (rebuild_refcount_structure in qcow2-refcount.c).
 
-API: ``Imrt(nb_clusters)`` with ``counts``, ``size``, ``grow(n)``, ``get(i)``,
-``alloc(count, first_free, cluster_bits)``; ``rebuild_refcount_structure(s,
+API: ``Imrt(nb_clusters, refcount_block_bits)`` with ``size``, ``grow(n)``,
+``get(i)``, ``block(index)``, ``writable_block(index)``, ``next_block(index)``,
+``next_used(cluster, end)``, ``alloc(count, first_free, cluster_bits)``; ``rebuild_refcount_structure(s,
 imrt)`` raising BlockError with QEMU's message ("ERROR writing refblock:
 ...") on failure.
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import os
 import struct
+from bisect import bisect_right
+from itertools import compress
 
 from emulator.block import io
 from emulator.block.node import BlockError
@@ -26,29 +29,80 @@ _HDR_REFTABLE = 48
 
 
 class Imrt:
-    """One reference counter per host cluster."""
+    """One reference counter per host cluster, stored sparsely.
 
-    def __init__(self, nb_clusters: int) -> None:
-        self.counts: list[int] = [0] * nb_clusters
+    The counters live in blocks of ``1 << block_bits`` clusters (the clusters one
+    refcount block covers), made on first use: a reference far past the end of
+    the file costs one block, not a table up to it.
+    """
 
-    @property
-    def size(self) -> int:
-        return len(self.counts)
+    def __init__(self, nb_clusters: int, block_bits: int) -> None:
+        self.size = nb_clusters
+        self.bits = block_bits
+        self.blocks: dict[int, list[int]] = {}
+        self._order: list[int] | None = None  # sorted block indices, made on demand
 
     def grow(self, new_size: int) -> None:
-        if new_size > len(self.counts):
-            self.counts.extend([0] * (new_size - len(self.counts)))
+        self.size = max(self.size, new_size)
 
     def get(self, i: int) -> int:
-        return self.counts[i] if i < len(self.counts) else 0
+        block = self.blocks.get(i >> self.bits)
+        return block[i & ((1 << self.bits) - 1)] if block else 0
+
+    def block(self, index: int) -> list[int] | None:
+        """The counters of block ``index``, None while all are zero."""
+        return self.blocks.get(index)
+
+    def writable_block(self, index: int) -> list[int]:
+        block = self.blocks.get(index)
+        if block is None:
+            block = self.blocks[index] = [0] * (1 << self.bits)
+            self._order = None
+        return block
+
+    def next_block(self, index: int) -> int | None:
+        """The lowest index of a made block after ``index``, or None."""
+        if self._order is None:
+            self._order = sorted(self.blocks)
+        k = bisect_right(self._order, index)
+        return self._order[k] if k < len(self._order) else None
+
+    def next_used(self, cluster: int, end: int) -> int:
+        """First cluster in [cluster, end) with a reference, else ``end``."""
+        stop = min(end, self.size)
+        index = cluster >> self.bits
+        while cluster < stop:
+            block = self.blocks.get(index)
+            if block is not None:
+                j = cluster & ((1 << self.bits) - 1)
+                hit = next(compress(range(j, len(block)), block[j:]), None)
+                if hit is not None:
+                    found = (index << self.bits) + hit
+                    return found if found < stop else end
+            index = self.next_block(index)
+            if index is None:
+                break
+            cluster = index << self.bits
+        return end
 
     def alloc(self, count: int, first_free: int, cluster_bits: int) -> tuple[int, int]:
         """alloc_clusters_imrt: (offset of ``count`` free clusters, first gap seen)."""
         cluster = first_free
         first_gap = True
         contiguous = 0
+        per_block = 1 << self.bits
         while cluster < self.size and contiguous < count:
-            if not self.counts[cluster]:
+            block = self.blocks.get(cluster >> self.bits)
+            if block is None:  # a whole block of free clusters
+                if first_gap:
+                    first_free = cluster
+                    first_gap = False
+                n = min(per_block - (cluster & (per_block - 1)), self.size - cluster,
+                        count - contiguous)
+                contiguous += n
+                cluster += n
+                continue
+            if not block[cluster & (per_block - 1)]:
                 contiguous += 1
                 if first_gap:
                     first_free = cluster
@@ -59,8 +113,8 @@ class Imrt:
         if contiguous < count:
             self.grow(cluster + count - contiguous)
         cluster -= contiguous
-        for i in range(count):
-            self.counts[cluster + i] = 1
+        for i in range(cluster, cluster + count):
+            self.writable_block(i >> self.bits)[i & (per_block - 1)] = 1
         return cluster << cluster_bits, first_free
 
 
@@ -71,13 +125,16 @@ def _failed(e: BlockError, what: str) -> BlockError:
 
 def _refblock_bytes(s, imrt: Imrt, index: int) -> bytes:
     """Refcount block ``index`` as the slice of the in-memory table it covers."""
-    block = bytearray(s.cluster_size)
-    base = index << s.refcount_block_bits
-    for j in range(s.refcount_block_size):
-        v = imrt.get(base + j)
-        if v:
-            rc.set_refcount_in_block(block, j, s.refcount_order, v)
-    return bytes(block)
+    n, order = s.refcount_block_size, s.refcount_order
+    values = imrt.block(index) or [0] * n
+    if order > 3:
+        return struct.pack(f">{n}{'HIQ'[order - 4]}", *values)
+    if order == 3:
+        return bytes(values)
+    bits = 1 << order
+    shifts = range(0, 8, bits)
+    return bytes(sum(v << k for v, k in zip(values[j:j + len(shifts)], shifts))
+                 for j in range(0, n, len(shifts)))
 
 
 def _write_refblocks(s, imrt: Imrt, first: int, end: int, reftable: list[int]) -> bool:
@@ -86,10 +143,10 @@ def _write_refblocks(s, imrt: Imrt, first: int, end: int, reftable: list[int]) -
     first_free = 0
     grown = False
     cluster = first
-    while cluster < end:
-        if not imrt.get(cluster):
-            cluster += 1
-            continue
+    while True:
+        cluster = imrt.next_used(cluster, end)
+        if cluster >= end:
+            break
         index = cluster >> s.refcount_block_bits
         start = index << s.refcount_block_bits
         if len(reftable) > index and reftable[index]:

@@ -23,10 +23,18 @@ def load_l1_table(s) -> None:
 
 
 def write_l1_entry(s, index: int) -> None:
+    """qcow2_write_l1_entry: the entries of the file's request alignment holding
+    ``index`` (zero-padded past the end of the table), written synchronously."""
     from emulator.qcow2.overlap import OL_ACTIVE_L1, pre_write_overlap_check
-    offset = s.l1_table_offset + 8 * index
-    pre_write_overlap_check(s, OL_ACTIVE_L1, offset, 8)
-    s.file_write(offset, struct.pack(">Q", s.l1_table[index]))
+    n = max(8, min(s.file.request_alignment, s.cluster_size)) // 8
+    start = index - index % n
+    entries = s.l1_table[start:start + n]
+    buf = struct.pack(f">{len(entries)}Q", *entries) + bytes(8 * (n - len(entries)))
+    offset = s.l1_table_offset + 8 * start
+    pre_write_overlap_check(s, OL_ACTIVE_L1, offset, len(buf))
+    if s.blkdbg:
+        s.blkdbg("l1_update")
+    s.file_write_sync(offset, buf)
 
 
 def grow_l1_table(s, min_size: int, exact: bool) -> None:
@@ -43,13 +51,19 @@ def grow_l1_table(s, min_size: int, exact: bool) -> None:
     if new_size > QCOW_MAX_L1_SIZE // 8:
         raise BlockError(errno.EFBIG)
     table = s.l1_table + [0] * (new_size - s.l1_size)
+    if s.blkdbg:
+        s.blkdbg("l1_grow_alloc_table")
     new_offset = alloc_clusters(s, new_size * 8)
     try:
         from emulator.qcow2.overlap import pre_write_overlap_check
         s.refcount_cache.flush()
         pre_write_overlap_check(s, 0, new_offset, new_size * 8)
-        s.file_write(new_offset, struct.pack(f">{new_size}Q", *table))
-        s.file_write(36, struct.pack(">IQ", new_size, new_offset))
+        if s.blkdbg:
+            s.blkdbg("l1_grow_write_table")
+        s.file_write_sync(new_offset, struct.pack(f">{new_size}Q", *table))
+        if s.blkdbg:
+            s.blkdbg("l1_grow_activate_table")
+        s.file_write_sync(36, struct.pack(">IQ", new_size, new_offset))
     except BlockError:
         free_clusters(s, new_offset, new_size * 8, DISCARD_OTHER)
         raise

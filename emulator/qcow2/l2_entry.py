@@ -5,8 +5,8 @@ API summary:
   L2E_OFFSET_MASK, L2E_STD_RESERVED_MASK; SUBCLUSTERS_PER_CLUSTER (32),
   BITMAP_ALL_ALLOC, BITMAP_ALL_ZEROES; ``sub_alloc(x)``, ``sub_zero(x)``,
   ``sub_alloc_range(x, y)``, ``sub_zero_range(x, y)`` (subclusters x..y-1).
-- ``ClusterType`` and ``SubclusterType`` enums (QEMU's QCow2ClusterType and
-  QCow2SubclusterType).
+- ``ClusterType`` and ``SubclusterType``: integer constants (QEMU's QCow2ClusterType
+  and QCow2SubclusterType).
 - ``cluster_type(entry, extended, data_file=False)`` and
   ``subcluster_type(entry, bitmap, sc_index, extended, data_file=False)``: QEMU's
   qcow2_get_cluster_type / qcow2_get_subcluster_type (INVALID checks the whole
@@ -17,12 +17,16 @@ API summary:
   ``compressed_entry(offset, nb_sectors_minus_1, cluster_bits)``.
 - ``entry_size(extended)``; ``get_entry(table, index, extended)`` ->
   (entry, bitmap) and ``set_entry(table: bytearray, index, entry, bitmap,
-  extended)`` on raw big-endian L2 table bytes.
+  extended)`` on raw big-endian L2 table bytes; ``used_entries(table, count,
+  extended)`` -> indices of the entries that are not all zeroes.
 """
 from __future__ import annotations
 
-import enum
 import struct
+from itertools import compress
+from operator import or_
+
+from emulator.zerospan import nonzero_span
 
 OFLAG_COPIED = 1 << 63
 OFLAG_COMPRESSED = 1 << 62
@@ -56,7 +60,9 @@ BITMAP_ALL_ALLOC = sub_alloc_range(0, 32)
 BITMAP_ALL_ZEROES = sub_zero_range(0, 32)
 
 
-class ClusterType(enum.IntEnum):
+class ClusterType:
+    """QEMU's QCow2ClusterType values (plain ints: cheap to import and compare)."""
+
     UNALLOCATED = 0
     ZERO_PLAIN = 1
     ZERO_ALLOC = 2
@@ -64,7 +70,9 @@ class ClusterType(enum.IntEnum):
     COMPRESSED = 4
 
 
-class SubclusterType(enum.IntEnum):
+class SubclusterType:
+    """QEMU's QCow2SubclusterType values (plain ints)."""
+
     UNALLOCATED_PLAIN = 0
     UNALLOCATED_ALLOC = 1
     ZERO_PLAIN = 2
@@ -78,7 +86,7 @@ def entry_size(extended: bool) -> int:
     return 16 if extended else 8
 
 
-def cluster_type(entry: int, extended: bool, data_file: bool = False) -> ClusterType:
+def cluster_type(entry: int, extended: bool, data_file: bool = False) -> int:
     """Type of the whole cluster from its descriptor; with an external data file
     offset 0 is a valid host offset when the COPIED flag is set."""
     if entry & OFLAG_COMPRESSED:
@@ -93,7 +101,7 @@ def cluster_type(entry: int, extended: bool, data_file: bool = False) -> Cluster
 
 
 def subcluster_type(entry: int, bitmap: int, sc_index: int, extended: bool,
-                    data_file: bool = False) -> SubclusterType:
+                    data_file: bool = False) -> int:
     """Type of subcluster ``sc_index`` (always 0 without extended L2)."""
     ctype = cluster_type(entry, extended, data_file)
     if ctype == ClusterType.COMPRESSED:
@@ -154,3 +162,14 @@ def set_entry(table: bytearray, index: int, entry: int, bitmap: int, extended: b
         struct.pack_into(">QQ", table, index * 16, entry, bitmap)
     else:
         struct.pack_into(">Q", table, index * 8, entry)
+
+
+def used_entries(table: bytes, count: int, extended: bool) -> list[int]:
+    """Indices of the first ``count`` entries of a raw L2 table with any bit set."""
+    size = entry_size(extended)
+    first, end = nonzero_span(table, count * size)
+    lo, hi = first // size, -(-end // size)
+    if extended:
+        words = struct.unpack_from(f">{2 * (hi - lo)}Q", table, lo * 16)
+        return list(compress(range(lo, hi), map(or_, words[0::2], words[1::2])))
+    return list(compress(range(lo, hi), struct.unpack_from(f">{hi - lo}Q", table, lo * 8)))

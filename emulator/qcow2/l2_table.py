@@ -34,7 +34,11 @@ def l2_allocate(s, l1_index: int) -> None:
         s.refcount_cache.flush()
         new = s.l2_cache.get_empty(l2_offset)
         if old & L1E_OFFSET_MASK:
+            if s.blkdbg:
+                s.blkdbg("l2_alloc_cow_read")
             new[:] = s.l2_cache.get(old & L1E_OFFSET_MASK)
+        if s.blkdbg:
+            s.blkdbg("l2_alloc_write")
         s.l2_cache.mark_dirty(l2_offset)
         s.l2_cache.flush()
         s.l1_table[l1_index] = l2_offset | OFLAG_COPIED

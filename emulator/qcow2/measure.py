@@ -114,8 +114,10 @@ def measure(values: dict, in_node=None) -> MeasureInfo:
     if prealloc not in PREALLOC_MODES:
         raise BlockError(errno.EINVAL, f"invalid parameter value: {prealloc}")
     has_backing_file = values.get("backing_file") is not None
+    luks_payload_size = 0
     if values.get("encrypt.format") == "luks":
-        raise BlockError(errno.ENOTSUP, "qcowlab does not model LUKS encrypted qcow2 images")
+        from emulator.qcow2.crypto import luks_header_length
+        luks_payload_size = _round_up(luks_header_length(values), cluster_size)
     virtual_size = _round_up(values.get("size", 0), cluster_size) & U64_MASK
     l2e_size = 16 if extended_l2 else 8
     l2_tables = _div_round_up(virtual_size // cluster_size, cluster_size // l2e_size)
@@ -137,7 +139,8 @@ def measure(values: dict, in_node=None) -> MeasureInfo:
     if prealloc in ("full", "falloc"):
         required = virtual_size
     refcount_order = refcount_bits.bit_length() - 1
-    fully = calc_prealloc_size(virtual_size, cluster_size, refcount_order, extended_l2)
+    fully = luks_payload_size + calc_prealloc_size(virtual_size, cluster_size, refcount_order,
+                                                   extended_l2)
     bitmaps = None
     if version >= 3 and in_node is not None and _supports_bitmaps(in_node):
         bitmaps = persistent_bitmaps_size(in_node, cluster_size)

@@ -3,7 +3,8 @@
 API summary (``s`` is an open :class:`emulator.qcow2.driver.Qcow2`):
 - ``get_refcount_in_block(block, index, order)`` /
   ``set_refcount_in_block(block, index, order, value)`` on raw refcount
-  block bytes (order 0..6 = 1..64-bit entries).
+  block bytes (order 0..6 = 1..64-bit entries); ``refcounts_in_block(block,
+  order, count)`` -> the first ``count`` entries as a list.
 - ``refcount_metadata_size(clusters, cluster_size, order, generous)`` ->
   (bytes, refblock_count), as qcow2_refcount_metadata_size.
 - ``load_refcount_table(s)``, ``get_refcount(s, cluster_index)``,
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 import errno
 import struct
+from functools import cache
+from itertools import chain, compress
 
 from emulator.block.node import BlockError
+from emulator.zerospan import nonzero_span
 from emulator.qcow2.header import REFT_OFFSET_MASK, c_hex
 
 DISCARD_NEVER, DISCARD_ALWAYS, DISCARD_REQUEST, DISCARD_SNAPSHOT, DISCARD_OTHER = range(5)
@@ -50,6 +54,24 @@ def set_refcount_in_block(block: bytearray, index: int, order: int, value: int) 
     block[index * width:(index + 1) * width] = value.to_bytes(width, "big")
 
 
+def refcounts_in_block(block: bytes, order: int, count: int) -> list[int]:
+    """The first ``count`` entries of a refcount block."""
+    if order > 3:
+        return list(struct.unpack_from(f">{count}{'HIQ'[order - 4]}", block))
+    if order == 3:
+        return list(block[:count])
+    head = block[:-(-count >> (3 - order))]
+    return list(chain.from_iterable(map(_sub_byte_table(order).__getitem__, head)))[:count]
+
+
+@cache
+def _sub_byte_table(order: int) -> list[tuple[int, ...]]:
+    """The entries packed in each byte value for refcounts narrower than a byte."""
+    bits = 1 << order
+    return [tuple((b >> (bits * k)) & ((1 << bits) - 1) for k in range(8 >> order))
+            for b in range(256)]
+
+
 def refcount_metadata_size(clusters: int, cluster_size: int, order: int,
                            generous: bool) -> tuple[int, int]:
     """Bytes of refcount blocks + table covering ``clusters`` and themselves."""
@@ -75,15 +97,19 @@ def refcount_metadata_size(clusters: int, cluster_size: int, order: int,
 def load_refcount_table(s) -> None:
     size = s.refcount_table_size
     raw = s.file_read(s.refcount_table_offset, size * 8) if size else b""
-    s.refcount_table = list(struct.unpack(f">{size}Q", raw))
-    update_max_refcount_table_index(s)
+    used = -(-nonzero_span(raw, len(raw))[1] // 8)  # the entries after are all zero
+    s.refcount_table = list(struct.unpack_from(f">{used}Q", raw)) + [0] * (size - used)
+    update_max_refcount_table_index(s, used)
 
 
-def update_max_refcount_table_index(s) -> None:
-    i = s.refcount_table_size - 1
-    while i > 0 and not s.refcount_table[i] & REFT_OFFSET_MASK:
-        i -= 1
-    s.max_refcount_table_index = max(i, 0)
+def update_max_refcount_table_index(s, end: int | None = None) -> None:
+    """``end``: a bound known to lie above the last non-zero entry."""
+    table = s.refcount_table
+    size = s.refcount_table_size if end is None else min(end, s.refcount_table_size)
+    down = range(size - 1, 0, -1)
+    # compress() skips the zero entries in C; a non-zero one may hold reserved bits only
+    s.max_refcount_table_index = next(
+        (i for i in compress(down, map(table.__getitem__, down)) if table[i] & REFT_OFFSET_MASK), 0)
 
 
 def _refblock_offset(s, table_index: int) -> int:
@@ -116,9 +142,13 @@ def alloc_refcount_block(s, cluster_index: int) -> int:
     """Offset of the refcount block covering ``cluster_index``; raises Again
     after allocating one (and maybe a grown refcount table)."""
     from emulator.qcow2.allocator import alloc_clusters_noref
+    if s.blkdbg:
+        s.blkdbg("refblock_alloc")
     table_index = cluster_index >> s.refcount_block_bits
     off = _refblock_offset(s, table_index)
     if off:
+        if s.blkdbg:
+            s.blkdbg("refblock_load")
         return off
     s.l2_cache.flush()
     new_block = alloc_clusters_noref(s, s.cluster_size, (1 << 63) - 1)
@@ -133,17 +163,26 @@ def alloc_refcount_block(s, cluster_index: int) -> int:
         update_refcount(s, new_block, s.cluster_size, 1, False, DISCARD_NEVER)
         s.refcount_cache.flush()
         s.refcount_cache.get_empty(new_block)
+    if s.blkdbg:
+        s.blkdbg("refblock_alloc_write")
     s.refcount_cache.mark_dirty(new_block)
     s.refcount_cache.flush()
     if table_index < s.refcount_table_size:
-        s.file_write(s.refcount_table_offset + table_index * 8, struct.pack(">Q", new_block))
+        if s.blkdbg:
+            s.blkdbg("refblock_alloc_hookup")
+        s.file_write_sync(s.refcount_table_offset + table_index * 8,
+                          struct.pack(">Q", new_block))
         s.refcount_table[table_index] = new_block
         s.max_refcount_table_index = max(s.max_refcount_table_index, table_index)
         raise Again()
+    if s.blkdbg:
+        s.blkdbg("reftable_grow")
     blocks_used = -(-max(cluster_index + 1, (new_block >> s.cluster_bits) + 1)
                     // s.refcount_block_size)
     meta_offset = blocks_used * s.refcount_block_size * s.cluster_size
     refcount_area(s, meta_offset, 0, False, table_index, new_block)
+    if s.blkdbg:
+        s.blkdbg("refblock_load")
     raise Again()
 
 
@@ -193,10 +232,16 @@ def refcount_area(s, start_offset: int, additional_clusters: int, exact_size: bo
             for k in range(j, end_index):
                 set_refcount_in_block(block, k, s.refcount_order, 1)
         s.refcount_cache.mark_dirty(off)
+    if s.blkdbg:
+        s.blkdbg("refblock_alloc_write_blocks")
     s.refcount_cache.flush()
     raw = struct.pack(f">{table_size}Q", *new_table)
-    s.file_write(table_offset, raw)
-    s.file_write(48, struct.pack(">QI", table_offset, table_clusters))
+    if s.blkdbg:
+        s.blkdbg("refblock_alloc_write_table")
+    s.file_write_sync(table_offset, raw)
+    if s.blkdbg:
+        s.blkdbg("refblock_alloc_switch_table")
+    s.file_write_sync(48, struct.pack(">QI", table_offset, table_clusters))
     old_offset, old_size = s.refcount_table_offset, s.refcount_table_size
     s.refcount_table = new_table
     s.refcount_table_size = table_size
@@ -379,6 +424,7 @@ def _walk_over_reftable(s, new: dict, new_block, block_entries: int, new_order: 
                                       f"(reftable index: {c_hex(table_index)})")
             raise BlockError(errno.EIO, "Image is corrupt (unaligned refblock offset)")
         block = s.refcount_cache.get(off) if off else None
+        values = None
         done = 0
         while done < s.refcount_block_size:
             if index >= block_entries:
@@ -388,12 +434,13 @@ def _walk_over_reftable(s, new: dict, new_block, block_entries: int, new_order: 
                 empty = True
                 if new_block is not None:
                     new_block[:] = bytes(len(new_block))
+                values = None  # the operation may have changed refcounts in ``block``
             take = min(s.refcount_block_size - done, block_entries - index)
             if block is not None:
-                for k in range(take):
-                    refcount = get_refcount_in_block(block, done + k, s.refcount_order)
-                    if not refcount:
-                        continue
+                if values is None:
+                    values = refcounts_in_block(block, s.refcount_order, s.refcount_block_size)
+                for k in compress(range(take), values[done:done + take]):
+                    refcount = values[done + k]
                     if new_bits < 64 and refcount >> new_bits:
                         offset = ((table_index << s.refcount_block_bits) + done + k) \
                             << s.cluster_bits

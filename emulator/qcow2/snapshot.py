@@ -57,7 +57,9 @@ def update_snapshot_refcount(s, l1_offset: int, l1_size: int, addend: int) -> No
                 s.signal_corruption(True, f"L2 table offset {c_hex(l2_offset)} unaligned "
                                           f"(L1 index: {c_hex(i)})")
                 raise BlockError(errno.EIO)
-            for j in range(s.l2_size):
+            table = s.l2_cache.get(l2_offset)
+            # an all-zero entry stays as it is and counts nothing
+            for j in l2e.used_entries(table, s.l2_size, ext):
                 table = s.l2_cache.get(l2_offset)
                 old_entry, bitmap = l2e.get_entry(table, j, ext)
                 entry = old_entry & ~l2e.OFLAG_COPIED

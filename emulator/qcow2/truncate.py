@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import struct
 
-from emulator.block.node import BDRV_REQ_ZERO_WRITE, BlockError
+from emulator.block.node import BDRV_REQ_ZERO_WRITE, BlockError, errno_message
 from emulator.qcow2.allocator import alloc_clusters_at, free_clusters
 from emulator.qcow2.cluster import (
     L2Meta, COWRegion, abort_meta, alloc_host_offset, cluster_discard, link_l2,
@@ -64,6 +64,9 @@ def truncate(s, offset: int, exact: bool, prealloc: str, flags: int) -> None:
         raise BlockError(errno.EINVAL, "The new size must be a multiple of 512")
     if s.nb_snapshots and s.qcow_version < 3:
         raise BlockError(errno.ENOTSUP, "Can't resize a v2 image which has snapshots")
+    if s.nb_bitmaps:
+        from emulator.qcow2.bitmap_store import truncate_check
+        truncate_check(s)
     io = _io()
     cs = s.cluster_size
     old_length = s.size
@@ -110,7 +113,10 @@ def truncate(s, offset: int, exact: bool, prealloc: str, flags: int) -> None:
         sub = s.subcluster_size
         zero_start = -(-old_length // sub) * sub
         if offset > zero_start:
-            subcluster_zeroize(s, zero_start, offset - zero_start, 0)
+            try:
+                subcluster_zeroize(s, zero_start, offset - zero_start, 0)
+            except BlockError as e:
+                raise BlockError(e.errno, f"Failed to zero out new clusters: {errno_message(e.errno)}")
         if zero_start > old_length:
             n = min(zero_start, offset) - old_length
             s.drv_pwritev(old_length, bytes(n), 0)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from harness.backends.qmp_machine import Exchange
 
 
 @dataclass
@@ -40,8 +43,9 @@ class Backend(ABC):
         """Why QMP steps cannot run on ``machine`` ("daemon"/"system"), or None."""
         return f"QMP is not available on the {self.name} backend"
 
-    def qmp(self, machine: str, command: dict[str, Any]) -> dict[str, Any]:
-        """Send one QMP command to the machine (started on first use); return the reply."""
+    def qmp(self, machine: str, command: dict[str, Any]) -> "Exchange":
+        """Send one QMP command to the machine (started on first use); return the
+        reply with the events and the machine's output that came with it."""
         raise BackendError(self.qmp_unavailable(machine) or "QMP not supported")
 
     def close(self) -> str:

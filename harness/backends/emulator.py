@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from harness.backends.base import Backend, Result
 from harness.backends.capture import PipeCapture
+
+if TYPE_CHECKING:
+    from harness.backends.qmp_machine import Exchange, QmpMachine
 
 
 def _load_main(module: str) -> Callable[[list[str]], int]:
@@ -22,8 +25,31 @@ class EmulatorBackend(Backend):
 
     name = "emulator"
 
+    def __init__(self, sock_dir: str = "") -> None:
+        self.sock_dir = sock_dir
+        self._machines: dict[str, "QmpMachine"] = {}
+
     def unavailable(self) -> Optional[str]:
         return None
+
+    def qmp_unavailable(self, machine: str) -> Optional[str]:
+        return None
+
+    def qmp(self, machine: str, command: dict[str, Any]) -> "Exchange":
+        """qcowlab-qsd (a process of its own, as QEMU's) serves both machine kinds."""
+        import tempfile
+
+        from harness.backends.qmp_machine import QmpMachine
+        if machine not in self._machines:
+            argv = [sys.executable, "-m", "emulator.qsd"]
+            self._machines[machine] = QmpMachine(argv, self.sock_dir or tempfile.gettempdir(),
+                                                 "qcowlab-qsd")
+        return self._machines[machine].command(command)
+
+    def close(self) -> str:
+        logs = [m.stop() for m in self._machines.values()]
+        self._machines.clear()
+        return "".join(logs)
 
     def _run(self, module: str, argv: list[str], tty: bool = False) -> Result:
         cap = PipeCapture(tty=tty)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
-import time
 from typing import Any, Optional
 
 from harness.backends.base import Backend, BackendError, Result
+from harness.backends.qmp_machine import Exchange, QmpMachine
 
 PROMPT = "qemu-io> "
+#: the cursor moves and erases of qemu-io's line editing
+_EDITING = re.compile(r"(\x1b\[[CDK])")
 TIMEOUT = 120
 
 _PROG_ENV = {
@@ -38,70 +41,34 @@ def _accelerator(prog: str) -> str:
     return "qtest" if "qtest" in listing.split() else "tcg"
 
 
-#: longest path a UNIX socket address holds (sun_path is 108 bytes with its NUL)
-_SUN_PATH_MAX = 107
+def _typed_line(line: str) -> str:
+    """A line of qemu-io's readline echo as the terminal shows it (its cursor
+    moves and erases applied)."""
+    text: list[str] = []
+    pos = 0
+    for part in _EDITING.split(line):
+        if part == "\x1b[D":
+            pos = max(pos - 1, 0)
+        elif part == "\x1b[C":
+            pos = min(pos + 1, len(text))
+        elif part == "\x1b[K":
+            del text[pos:]
+        else:
+            text[pos:pos + len(part)] = part
+            pos += len(part)
+    return "".join(text)
 
 
-class _QmpMachine:
-    """A QEMU process with a QMP monitor on a UNIX socket."""
+def _without_echo(before: str, cmd: str) -> str:
+    """What qemu-io printed around a typed command, without its echo of the command.
 
-    def __init__(self, argv: list[str], sock_dir: str) -> None:
-        from qemu.qmp.legacy import QEMUMonitorProtocol
-
-        self.sock = os.path.join(sock_dir, f"qmp-{os.getpid()}-{id(self)}.sock")
-        self._own_dir = ""
-        if len(self.sock) > _SUN_PATH_MAX:  # too long for a UNIX socket address
-            self._own_dir = tempfile.mkdtemp(prefix="qcowlab-qmp-")
-            self.sock = os.path.join(self._own_dir, "qmp.sock")
-        argv = argv + ["--chardev", f"socket,id=qmp0,path={self.sock},server=on,wait=off"]
-        argv += ["-mon" if "qemu-system" in os.path.basename(argv[0]) else "--monitor",
-                 "chardev=qmp0,mode=control" if "qemu-system" in os.path.basename(argv[0])
-                 else "chardev=qmp0"]
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.log.seek(0)
-                raise BackendError(f"{argv[0]} did not start: {self.log.read().strip()}")
-            time.sleep(0.02)
-        while True:
-            self.qmp = QEMUMonitorProtocol(self.sock)
-            try:
-                self.qmp.connect()
-                break
-            except Exception as exc:  # socket not listening yet
-                self.qmp.close()
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise BackendError(f"cannot connect to {argv[0]}: {exc}") from None
-                time.sleep(0.05)
-
-    def command(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.qmp.cmd_obj(cmd))
-
-    def stop(self) -> str:
-        try:
-            self.qmp.cmd_obj({"execute": "quit"})
-        except Exception:  # the process may already be gone
-            pass
-        try:
-            self.qmp.close()
-        except Exception:  # EOF once the machine has quit
-            pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self._own_dir:
-            shutil.rmtree(self._own_dir, ignore_errors=True)
-        self.log.seek(0)
-        out = self.log.read()
-        self.log.close()
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
-        return out
+    Output of a request that completes while the harness types (a blkdebug
+    message) may come before the echo: it stays, in the order it came."""
+    lines = before.split("\r\n")
+    for i, line in enumerate(lines[:-1]):
+        if _typed_line(line) == cmd:
+            return "\r\n".join(lines[:i] + lines[i + 1:])
+    return before.split("\r\n", 1)[1] if "\r\n" in before else ""
 
 
 class QemuBackend(Backend):
@@ -111,7 +78,7 @@ class QemuBackend(Backend):
 
     def __init__(self, sock_dir: str = "") -> None:
         self.sock_dir = sock_dir or tempfile.gettempdir()
-        self._machines: dict[str, _QmpMachine] = {}
+        self._machines: dict[str, QmpMachine] = {}
 
     def unavailable(self) -> Optional[str]:
         for tool in ("qemu-img", "qemu-io"):
@@ -128,7 +95,10 @@ class QemuBackend(Backend):
     def _process(self, argv: list[str]) -> Result:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=TIMEOUT)
-        return Result(proc.stdout.decode("utf-8", "replace"), proc.returncode)
+        status = proc.returncode
+        # killed by a signal: the shell's $? (128 + signal), as in the session path
+        return Result(proc.stdout.decode("utf-8", "replace"),
+                      status if status >= 0 else 128 - status)
 
     def qemu_img(self, argv: list[str]) -> Result:
         return self._process([self._prog("qemu-img")] + argv)
@@ -155,8 +125,7 @@ class QemuBackend(Backend):
                 break
             child.sendline(cmd)
             alive = child.expect_exact([PROMPT, pexpect.EOF]) == 0
-            # the first line is qemu-io's own echo of what was typed
-            out.append(child.before.split("\r\n", 1)[1] if "\r\n" in child.before else "")
+            out.append(_without_echo(child.before, cmd))
         child.expect(pexpect.EOF)
         child.close()
         status = child.exitstatus if child.exitstatus is not None else 128 + (child.signalstatus or 0)
@@ -168,7 +137,7 @@ class QemuBackend(Backend):
             return f"{tool} not found (set {_PROG_ENV[tool]} or PATH)"
         return None
 
-    def qmp(self, machine: str, command: dict[str, Any]) -> dict[str, Any]:
+    def qmp(self, machine: str, command: dict[str, Any]) -> Exchange:
         if machine not in self._machines:
             if machine == "daemon":
                 argv = [self._prog("qemu-storage-daemon")]
@@ -176,7 +145,11 @@ class QemuBackend(Backend):
                 prog = self._prog("qemu-system")
                 argv = [prog, "-M", "none", "-nodefaults", "-display", "none",
                         "-accel", _accelerator(prog)]
-            self._machines[machine] = _QmpMachine(argv, self.sock_dir)
+            name = os.path.basename(argv[0])
+            stdbuf = shutil.which("stdbuf")  # HMP qemu-io's printf() output in program order
+            argv = ([stdbuf, "-oL"] if stdbuf else []) + argv
+            self._machines[machine] = QmpMachine(argv, self.sock_dir, name,
+                                                 system=machine == "system")
         return self._machines[machine].command(command)
 
     def close(self) -> str:

@@ -1,6 +1,7 @@
 """Command line: run seeded random sequences against QEMU and report divergences.
 
     python -m tools.difftest --seeds 0:200 [--sut inproc|scripts|qemu] [--shrink]
+    python -m tools.difftest --lifecycle --seeds 0:200   (qemu-img lifecycle commands)
     python -m tools.difftest --handmade
     python -m tools.difftest --script repro.sh   (lines: qemu-img ... / qemu-io ...)
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from .choices import RandomChooser
 from .compare import differential
 from .generate import random_sequence
+from .generate_lifecycle import lifecycle_sequence
 from .handmade import HANDMADE
 from .runners import ForkRunner, InProcessRunner, SplitRunner, qemu_runner, scripts_runner
 from .sequence import parse_script
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--script", type=Path, nargs="+",
                     help="run the qemu-img/qemu-io lines of these files (e.g. tools/difftest/repros/*.sh)")
     ap.add_argument("--handmade", action="store_true", help="run the hand-made sequences")
+    ap.add_argument("--lifecycle", action="store_true",
+                    help="random sequences of qemu-img lifecycle commands (generate_lifecycle.py)")
     ap.add_argument("--shrink", action="store_true", help="shrink each diverging sequence")
     ap.add_argument("--keep", action="store_true", help="keep scratch dirs of passing runs")
     ap.add_argument("--no-extents", action="store_true", help="ignore file sparseness")
@@ -51,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = (int(x) for x in args.seeds.split(":"))
     ref, sut = qemu_runner(), make_sut(args.sut)
     failed = []
+    generator = lifecycle_sequence if args.lifecycle else random_sequence
     seqs = [parse_script(f.read_text(), str(f)) for f in args.script] if args.script else \
         HANDMADE if args.handmade else [
-        random_sequence(RandomChooser(seed), f"seed {seed}") for seed in range(lo, hi)]
+        generator(RandomChooser(seed), f"seed {seed}") for seed in range(lo, hi)]
     for seed, seq in enumerate(seqs, 0 if args.handmade or args.script else lo):
         base = SCRATCH / f"cli-{os.getpid()}-{seed}"
         out = differential(seq, ref, sut, base, args.keep, not args.no_extents)

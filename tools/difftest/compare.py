@@ -7,6 +7,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.imagediff import _masked as mask_snapshot_dates
+
 from .filters import filter_output
 from .runners import Result, Runner, qemu_runner
 from .sequence import Sequence, Step
@@ -46,7 +48,8 @@ def final_probes(seq: Sequence) -> list[Step]:
 
 
 def run_sequence(seq: Sequence, runner: Runner, workdir: Path) -> Trace:
-    """Run every step (and the final probes) in an empty ``workdir``."""
+    """Run every step (and the final probes) in an empty ``workdir``; keep the
+    files left behind, snapshot creation times masked."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -57,7 +60,7 @@ def run_sequence(seq: Sequence, runner: Runner, workdir: Path) -> Trace:
         trace.results.append(
             (step, Result(r.rc, filter_output(r.out, dirs), filter_output(r.err, dirs))))
     for p in sorted(workdir.iterdir()):
-        trace.files[p.name] = p.read_bytes()
+        trace.files[p.name] = mask_snapshot_dates(p.read_bytes())
         trace.extents[p.name] = data_extents(p)
     return trace
 

@@ -16,7 +16,7 @@ from typing import Callable
 from .compare import data_extents
 from .filters import filter_output
 from .runners import Result, Runner, qemu_runner
-from .sequence import img_step, io_step
+from .sequence import parse_script
 
 IMG = "img.qcow2"
 PROBES = [("img", ["check", IMG]), ("img", ["info", IMG]), ("io", ["-c", "read 0 64k", IMG])]
@@ -24,36 +24,74 @@ PROBES = [("img", ["check", IMG]), ("img", ["info", IMG]), ("io", ["-c", "read 0
 WRITE_PROBES = [("io", ["-c", "write -P 0x77 0 64k", IMG]), ("img", ["check", "-r", "all", IMG])]
 OFFSET_MASK = 0x00FFFFFFFFFFFE00
 
-#: base images: name -> (create options, qemu-io commands writing some data)
-BASES: dict[str, tuple[str, list[str]]] = {
-    "ext64k": ("extended_l2=on,cluster_size=64k",
-               ["write -P 0x11 0 64k", "write -P 0x22 68k 4k", "write -c -P 0x33 128k 64k",
-                "write -z 192k 64k"]),
-    "std64k": ("cluster_size=64k",
-               ["write -P 0x11 0 64k", "write -P 0x22 64k 4k", "write -c -P 0x33 128k 64k",
-                "write -z 192k 64k"]),
-    "std4k": ("cluster_size=4k,refcount_bits=8",
-              ["write -P 0x11 0 8k", "write -c -P 0x33 8k 4k", "write -P 0x44 1M 4k"]),
+class Base:
+    """How real QEMU builds a base image in an empty directory: ``before`` lines,
+    ``qemu-img create`` of img.qcow2 (2M, with ``opts`` and ``create_args``),
+    qemu-io writes ``cmds``, then ``after`` lines.  Files other than img.qcow2
+    (backing file, data file) are companions, copied next to every mutated copy."""
+
+    def __init__(self, opts: str, cmds: list[str], before: tuple[str, ...] = (),
+                 after: tuple[str, ...] = (), create_args: str = "") -> None:
+        self.opts, self.cmds, self.before, self.after = opts, cmds, before, after
+        self.create_args = create_args
+
+    def lines(self) -> list[str]:
+        create = f"qemu-img create -q -f qcow2 -o {self.opts} {self.create_args}".rstrip()
+        return [*self.before, f"{create} {IMG} 2M",
+                "qemu-io -f qcow2 " + " ".join(f"-c '{c}'" for c in self.cmds) + f" {IMG}",
+                *self.after]
+
+
+_SNAPSHOTS = (f"qemu-img snapshot -c s1 {IMG}", f"qemu-io -f qcow2 -c 'write -P 0x55 0 96k' {IMG}",
+              f"qemu-img snapshot -c second-snapshot {IMG}")
+
+#: base images by name
+BASES: dict[str, Base] = {
+    "ext64k": Base("extended_l2=on,cluster_size=64k",
+                   ["write -P 0x11 0 64k", "write -P 0x22 68k 4k", "write -c -P 0x33 128k 64k",
+                    "write -z 192k 64k"]),
+    "std64k": Base("cluster_size=64k",
+                   ["write -P 0x11 0 64k", "write -P 0x22 64k 4k", "write -c -P 0x33 128k 64k",
+                    "write -z 192k 64k"]),
+    "std4k": Base("cluster_size=4k,refcount_bits=8",
+                  ["write -P 0x11 0 8k", "write -c -P 0x33 8k 4k", "write -P 0x44 1M 4k"]),
+    # internal snapshots (the second one after a resize: its disk size differs)
+    "snap64k": Base("cluster_size=64k", ["write -P 0x11 0 64k", "write -c -P 0x33 128k 64k"],
+                    after=(*_SNAPSHOTS[:2], f"qemu-img resize {IMG} 3M", _SNAPSHOTS[2])),
+    "snapext": Base("extended_l2=on,cluster_size=32k,refcount_bits=4",
+                    ["write -P 0x11 0 40k", "write -z 64k 32k"], after=_SNAPSHOTS),
+    # backing file name and backing format extension
+    "backing": Base("cluster_size=4k", ["write -P 0x22 4k 8k"],
+                    before=("qemu-img create -q -f qcow2 base.qcow2 2M",
+                            "qemu-io -f qcow2 -c 'write -P 0x66 0 1M' base.qcow2"),
+                    create_args="-b base.qcow2 -F qcow2"),
+    # external data file extension
+    "datafile": Base("cluster_size=64k,data_file=img.data",
+                     ["write -P 0x11 0 64k", "write -z 128k 64k"]),
 }
 
 
 def make_base(name: str, workdir: Path) -> bytes:
-    """Create base image ``name`` with real QEMU; return its bytes."""
-    opts, cmds = BASES[name]
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Create base image ``name`` with real QEMU in ``workdir``; return its bytes."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
     q = qemu_runner()
-    for step in (img_step("create", "-q", "-f", "qcow2", "-o", opts, IMG, "2M"),
-                 io_step(IMG, cmds, "qcow2")):
+    for step in parse_script("\n".join(BASES[name].lines())).steps:
         r = q.run(step.tool, list(step.argv), workdir)
         assert r.rc == 0, (step, r)
     return (workdir / IMG).read_bytes()
 
 
+def companions(workdir: Path) -> dict[str, bytes]:
+    """The files next to a base image made in ``workdir`` (backing or data file)."""
+    return {p.name: p.read_bytes() for p in workdir.iterdir() if p.name != IMG}
+
+
 def repro(base: str, original: bytes, mutated: bytes) -> str:
     """Shell lines rebuilding ``mutated`` from scratch: QEMU creates the base, python pokes."""
-    opts, cmds = BASES[base]
-    lines = [f"qemu-img create -q -f qcow2 -o {opts} {IMG} 2M",
-             "qemu-io -f qcow2 " + " ".join(f"-c '{c}'" for c in cmds) + f" {IMG} >/dev/null"]
+    lines = [ln + (" >/dev/null" if ln.startswith("qemu-io") else "")
+             for ln in BASES[base].lines()]
     i, n = 0, min(len(original), len(mutated))
     while i < n:
         if original[i] == mutated[i]:
@@ -80,6 +118,33 @@ class Layout:
     refblock: int
     ext_start: int
     refcount_bytes: float
+    #: offset of every header extension's (type, length) pair, the end marker included
+    exts: list[int]
+    #: every snapshot table entry: (entry offset, its L1 table offset, L1 size,
+    #: extra data size, id and name size)
+    snapshots: list[tuple[int, int, int, int, int]]
+
+
+def _extensions(data: bytes, start: int) -> list[int]:
+    exts, pos = [], start
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack_from(">II", data, pos)
+        exts.append(pos)
+        if not kind:
+            break
+        pos += 8 + (length + 7) // 8 * 8
+    return exts
+
+
+def _snapshot_entries(data: bytes) -> list[tuple[int, int, int, int, int]]:
+    nb, pos = struct.unpack_from(">IQ", data, 60)
+    entries = []
+    for _ in range(nb):
+        l1, l1_size, id_size, name_size = struct.unpack_from(">QIHH", data, pos)
+        extra = struct.unpack_from(">I", data, pos + 36)[0]
+        entries.append((pos, l1, l1_size, extra, id_size + name_size))
+        pos += (40 + extra + id_size + name_size + 7) // 8 * 8
+    return entries
 
 
 def layout(data: bytes) -> Layout:
@@ -92,7 +157,7 @@ def layout(data: bytes) -> Layout:
     l2 = struct.unpack_from(">Q", data, l1)[0] & OFFSET_MASK
     refblock = struct.unpack_from(">Q", data, reftable)[0]
     return Layout(l1, l1_size, l2, 16 if incompat & 16 else 8, reftable, refblock,
-                  hdr_len, (1 << order) / 8)
+                  hdr_len, (1 << order) / 8, _extensions(data, hdr_len), _snapshot_entries(data))
 
 
 def _put(data: bytearray, off: int, fmt: str, *values: int) -> None:
@@ -104,6 +169,16 @@ def _l2_entry(data: bytearray, index: int, value: int, bitmap: int | None = None
     _put(data, lay.l2 + index * lay.l2_entry_size, ">Q", value)
     if bitmap is not None:
         _put(data, lay.l2 + index * lay.l2_entry_size + 8, ">Q", bitmap)
+
+
+def _snap(data: bytearray, index: int) -> int:
+    """Offset of snapshot table entry ``index``."""
+    return layout(data).snapshots[index][0]
+
+
+def _ext(data: bytearray, kind: int) -> int:
+    """Offset of the header extension of type ``kind``."""
+    return next(off for off in layout(data).exts if struct.unpack_from(">I", data, off)[0] == kind)
 
 
 def _garbage(data: bytearray, start: int, end: int, seed: int = 1) -> None:
@@ -173,6 +248,27 @@ NAMED: dict[str, tuple[str, Mutation]] = {
     "l1_copied_offset_zero": ("std64k", lambda d: _put(d, layout(d).l1, ">Q", 1 << 63)),
     # D14: L2 table without COPIED past EOF: freeing it fails with EAGAIN
     "l1_not_copied_past_eof": ("std4k", lambda d: _put(d, layout(d).l1, ">Q", 0x80004000)),
+    # D13: refcount block far past the end of the file (check -r all extends the file)
+    "refblock_far_outside_image": ("std4k", lambda d: _put(d, layout(d).reftable + 8, ">Q",
+                                                           0x4000000000)),
+    # snapshot table entries and the snapshots' L1 tables
+    "snapshot_id_size_huge": ("snap64k", lambda d: _put(d, _snap(d, 0) + 12, ">H", 0xFFFF)),
+    "snapshot_name_size_zero": ("snap64k", lambda d: _put(d, _snap(d, 1) + 14, ">H", 0)),
+    "snapshot_extra_data_huge": ("snapext", lambda d: _put(d, _snap(d, 0) + 36, ">I", 0x10000)),
+    "snapshot_extra_data_short": ("snapext", lambda d: _put(d, _snap(d, 1) + 36, ">I", 4)),
+    "snapshot_l1_beyond_eof": ("snap64k", lambda d: _put(d, _snap(d, 0), ">Q", 0x10000000)),
+    "snapshot_l1_unaligned": ("snapext", lambda d: _put(d, _snap(d, 1), ">Q",
+                                                        layout(d).snapshots[1][1] + 8)),
+    "snapshot_l1_size_huge": ("snap64k", lambda d: _put(d, _snap(d, 1) + 8, ">I", 0x7FFFFFFF)),
+    "snapshot_l1_entry_beyond_eof": ("snap64k", lambda d: _put(d, layout(d).snapshots[0][1],
+                                                               ">Q", 0x10000000)),
+    "snapshot_disk_size_huge": ("snap64k", lambda d: _put(d, _snap(d, 0) + 48, ">Q", 1 << 62)),
+    # header extension lengths: backing format, external data file, feature name table
+    "backing_format_length_huge": ("backing", lambda d: _put(d, _ext(d, 0xE2792ACA) + 4, ">I",
+                                                             0x1000)),
+    "data_file_name_length_zero": ("datafile", lambda d: _put(d, _ext(d, 0x44415441) + 4, ">I",
+                                                              0)),
+    "feature_table_length_odd": ("std64k", lambda d: _put(d, _ext(d, 0x6803F857) + 4, ">I", 47)),
 }
 
 HEADER_FIELDS = [(4, ">I"), (8, ">Q"), (16, ">I"), (20, ">I"), (24, ">Q"), (32, ">I"), (36, ">I"),
@@ -193,9 +289,31 @@ def _random_value(rng: random.Random, old: int, bits: int) -> int:
     return old ^ (1 << rng.randrange(bits)) ^ (1 << rng.randrange(bits))
 
 
+#: fields of a snapshot table entry: l1_table_offset, l1_size, id_str_size,
+#: name_size, date_sec, vm_clock_nsec, vm_state_size, extra_data_size
+SNAPSHOT_FIELDS = [(0, ">Q"), (8, ">I"), (12, ">H"), (14, ">H"), (16, ">I"), (24, ">Q"),
+                   (32, ">I"), (36, ">I")]
+
+
+def _snapshot_field(rng: random.Random, snapshot: tuple[int, int, int, int, int]
+                    ) -> tuple[int, str]:
+    """A field of a (pristine) snapshot table entry: fixed part, extra data
+    (vm_state_size_large, disk_size, icount) or a byte of its id or name."""
+    entry, _, _, extra, names = snapshot
+    kind = rng.randrange(4)
+    if kind == 1 and extra >= 8:
+        return entry + 40 + 8 * rng.randrange(extra // 8), ">Q"
+    if kind == 2 and names:
+        return entry + 40 + extra + rng.randrange(names), ">B"
+    off, fmt = rng.choice(SNAPSHOT_FIELDS)
+    return entry + off, fmt
+
+
 def random_mutation(rng: random.Random, data: bytearray, lay: Layout) -> str:
     """Mutate ``data`` (whose pristine layout is ``lay``) in place; describe the change."""
-    where = rng.choice(["header", "header", "l1", "l2", "l2", "refblock", "reftable", "ext"])
+    where = rng.choice(["header", "header", "l1", "l2", "l2", "refblock", "reftable", "ext", "ext"]
+                       + ["snapshot"] * 3 * bool(lay.snapshots)
+                       + ["snapshot_l1"] * bool(lay.snapshots))
     if where == "header":
         off, fmt = rng.choice(HEADER_FIELDS)
     elif where == "l1":
@@ -206,8 +324,13 @@ def random_mutation(rng: random.Random, data: bytearray, lay: Layout) -> str:
         off, fmt = lay.refblock + rng.randrange(16), ">B"
     elif where == "reftable":
         off, fmt = lay.reftable + 8 * rng.randrange(2), ">Q"
+    elif where == "ext":
+        off, fmt = rng.choice(lay.exts) + rng.choice([0, 4, 4]), ">I"
+    elif where == "snapshot":
+        off, fmt = _snapshot_field(rng, rng.choice(lay.snapshots))
     else:
-        off, fmt = lay.ext_start + rng.choice([0, 4]), ">I"
+        _, l1, l1_size, _, _ = rng.choice(lay.snapshots)
+        off, fmt = l1 + 8 * rng.randrange(max(1, l1_size)), ">Q"
     old = struct.unpack_from(fmt, data, off)[0]
     new = _random_value(rng, old, struct.calcsize(fmt) * 8)
     struct.pack_into(fmt, data, off, new)
@@ -236,12 +359,16 @@ def digest(path: Path) -> tuple[int, str]:
     return path.stat().st_size, h.hexdigest()
 
 
-def probe(runner: Runner, data: bytes, tool: str, argv: list[str], workdir: Path) -> ProbeResult:
-    """Run one command on a fresh copy of ``data``; return its result and the file after."""
+def probe(runner: Runner, data: bytes, tool: str, argv: list[str], workdir: Path,
+          others: dict[str, bytes] | None = None) -> ProbeResult:
+    """Run one command on a fresh copy of ``data`` (and of the companion files
+    ``others``); return its result and the image file after."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     (workdir / IMG).write_bytes(data)
+    for name, content in (others or {}).items():
+        (workdir / name).write_bytes(content)
     r = runner.run(tool, argv, workdir)
     d = (str(workdir.resolve()),)
     r = Result(r.rc, filter_output(r.out, d), filter_output(r.err, d))
@@ -253,8 +380,10 @@ def _first_line(text: str) -> str:
 
 
 def compare_corrupt(data: bytes, ref: Runner, sut: Runner, workdir: Path,
-                    probes: list[tuple[str, list[str]]] = PROBES) -> tuple[list[str], list[str]]:
-    """(hard, soft) differences over the probe commands for one corrupt image.
+                    probes: list[tuple[str, list[str]]] = PROBES,
+                    others: dict[str, bytes] | None = None) -> tuple[list[str], list[str]]:
+    """(hard, soft) differences over the probe commands for one corrupt image
+    (with the companion files ``others`` next to it).
 
     Hard: exit code, first stderr line, a traceback, the file after the command.
     Soft: any other difference in stdout/stderr.
@@ -263,8 +392,8 @@ def compare_corrupt(data: bytes, ref: Runner, sut: Runner, workdir: Path,
     soft: list[str] = []
     before: tuple[int, str] | None = None
     for tool, argv in probes:
-        a = probe(ref, data, tool, argv, workdir / "qemu")
-        b = probe(sut, data, tool, argv, workdir / "ours")
+        a = probe(ref, data, tool, argv, workdir / "qemu", others)
+        b = probe(sut, data, tool, argv, workdir / "ours", others)
         cmd = " ".join(["qemu-img" if tool == "img" else "qemu-io", *argv])
         if "PYTHON" in b.result.err:
             hard.append(f"`{cmd}`: traceback\n{b.result.err}")

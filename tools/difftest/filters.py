@@ -6,6 +6,10 @@ _TIMING = re.compile(
 )
 _DISK_SIZE = re.compile(r"^disk size: .*$", re.MULTILINE)
 _ACTUAL_SIZE = re.compile(r'"actual-size": [0-9]+')
+# creation times of internal snapshots (qemu-img snapshot -l, info, info --output=json)
+_SNAPSHOT_DATE = re.compile(r"\b[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\b")
+_SNAPSHOT_DATE_JSON = re.compile(r'"date-(n?sec)": [0-9]+')
+_BENCH_TIME = re.compile(r"Run completed in [0-9]+\.[0-9]+ seconds")
 
 
 def filter_qemu_io(text: str) -> str:
@@ -14,8 +18,12 @@ def filter_qemu_io(text: str) -> str:
 
 
 def filter_output(text: str, scratch_dirs: tuple[str, ...] = ()) -> str:
-    """Filter timing lines, 'disk size' (host-allocation dependent) and scratch paths."""
+    """Filter timing lines, snapshot dates, 'disk size' (host-allocation dependent)
+    and scratch paths."""
     text = filter_qemu_io(text)
+    text = _BENCH_TIME.sub("Run completed in X seconds", text)
+    text = _SNAPSHOT_DATE.sub("yyyy-mm-dd hh:mm:ss", text)
+    text = _SNAPSHOT_DATE_JSON.sub(r'"date-\1": X', text)
     text = _DISK_SIZE.sub("disk size: XXX", text)
     text = _ACTUAL_SIZE.sub('"actual-size": XXX', text)
     for d in scratch_dirs:

@@ -1,0 +1,35 @@
+"""PBKDF2 (crypto/pbkdf.c): key derivation and the iteration-count benchmark."""
+from __future__ import annotations
+
+from emulator.crypto.errors import CryptoError
+
+
+def pbkdf2(hash_alg: str, key: bytes, salt: bytes, iterations: int, nout: int) -> bytes:
+    """qcrypto_pbkdf2 through ``cryptography``'s PBKDF2HMAC."""
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    from emulator.crypto.hash import algorithm
+    return PBKDF2HMAC(algorithm(hash_alg), nout, salt, iterations).derive(key)
+
+
+def count_iters(hash_alg: str, key: bytes, salt: bytes, nout: int) -> int:
+    """qcrypto_pbkdf2_count_iters: iterations that take one second of this thread's CPU.
+
+    Starts at 2^15 iterations and scales up until one run takes over 500 ms
+    of thread CPU time (millisecond resolution, like QEMU's getrusage).
+    """
+    import time
+    iterations = 1 << 15
+    while True:
+        start = int(time.thread_time() * 1000)
+        pbkdf2(hash_alg, key, salt, iterations, nout)
+        delta = int(time.thread_time() * 1000) - start
+        if delta == 0:
+            raise CryptoError("Unable to get accurate CPU usage")
+        if delta > 500:
+            break
+        if delta < 100:
+            iterations *= 10
+        else:
+            iterations = iterations * 1000 // delta
+    return iterations * 1000 // delta
