@@ -30,6 +30,15 @@ class AssertFailed(Exception):
     """A failed assert() in QEMU: the message is printed, the process dies by SIGABRT."""
 
 
+def error_abort(site: str, msg: str) -> None:
+    """An error set on QEMU's &error_abort: ``Unexpected error in SITE:``, then
+    ``PROG: msg``; the process dies by SIGABRT."""
+    err = sys.stderr
+    err.write(f"Unexpected error in {site}:\n{prog_name}: {msg}\n")
+    err.flush()
+    raise AssertFailed(msg)
+
+
 def assert_fail(where: str, func: str, expr: str) -> None:
     """glibc's __assert_fail: ``PROG: FILE:LINE: FUNC: Assertion `EXPR' failed.``"""
     err = sys.stderr

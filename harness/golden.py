@@ -59,14 +59,27 @@ def variant_name(case_id: str, fmt: Optional[str], opts: frozenset[tuple[str, st
     return name + ".out"
 
 
-def variants(golden_dir: Path, case_id: str) -> list[Variant]:
-    """All golden files of one case."""
+#: golden directory -> (its mtime, its sorted file names): one listing per run, not per case
+_listings: dict[Path, tuple[int, list[str]]] = {}
+
+
+def _names(golden_dir: Path) -> list[str]:
     try:
-        names = sorted(n for n in os.listdir(golden_dir) if n.startswith(case_id))
+        mtime = os.stat(golden_dir).st_mtime_ns
     except OSError:  # no golden directory yet
         return []
+    listing = _listings.get(golden_dir)
+    if listing is None or listing[0] != mtime:
+        listing = _listings[golden_dir] = (mtime, sorted(os.listdir(golden_dir)))
+    return listing[1]
+
+
+def variants(golden_dir: Path, case_id: str) -> list[Variant]:
+    """All golden files of one case."""
     found = []
-    for name in names:
+    for name in _names(golden_dir):
+        if not name.startswith(case_id):
+            continue
         m = _NAME.match(name)
         if m and m.group("id") == case_id:
             found.append(Variant(golden_dir / name, m.group("fmt"),
@@ -111,4 +124,5 @@ def update(golden_dir: Path, case_id: str, fmt: str, default_fmt: str, imgopts: 
     existed = target.exists()
     golden_dir.mkdir(parents=True, exist_ok=True)
     target.write_text(actual, encoding="utf-8")
+    _listings.pop(golden_dir, None)
     return f"{target}: {'updated' if existed else 'created'}", changes

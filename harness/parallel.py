@@ -34,8 +34,12 @@ def run_cases(paths: list[Path], config: RunConfig, jobs: int,
               last: Callable[[str], Optional[float]]) -> Iterator[CaseResult]:
     """Yield the result of every case as it finishes; ``last`` gives a case's
     previous duration (None when unknown: such cases go first)."""
+    def duration(path: Path) -> float:
+        seconds = last(path.stem)
+        return float("inf") if seconds is None else seconds
+
     preload(config.impl)
-    order = sorted(paths, key=lambda p: -(last(p.stem) or float("inf")))
+    order = sorted(paths, key=duration, reverse=True)
     pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("fork"),
                                initializer=_ignore_sigint)
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from harness import golden, imagediff
+from harness import golden, imagediff, trash
 from harness.backends.base import Backend
 from harness.case import Case, load_case
 from harness.errors import CaseError
@@ -225,7 +225,7 @@ def run_case(path: Path, config: RunConfig) -> CaseResult:
     result.elapsed = round(time.monotonic() - t0, 1)
     if result.status == "pass":
         for r in runs:
-            shutil.rmtree(r.test_dir, ignore_errors=True)
+            trash.discard(r.test_dir)
     return result
 
 

@@ -30,6 +30,7 @@ COMBOS = [
     ("cast5-128", "cbc", "plain64", None, "sha1", 10),
     ("aes-256", "ctr", "essiv", "sha256", "sha384", 20),
     ("aes-128", "ecb", "plain64", None, "md5", 10),
+    ("aes-256", "cbc", "plain", None, "ripemd160", 10),
 ]
 WRITES = ["write -P 0x11 0 3k", "write -P 0x22 70k 9k", "write -z 200k 8k",
           "write -P 0x33 300k 700k", "discard 128k 64k", "write -z 1k 1k",
@@ -124,8 +125,13 @@ def assert_same_but_random(a: Path, b: Path, qcow2: bool) -> None:
 
 
 # ------------------------------------------------------------------ qcow2+LUKS
-@pytest.mark.parametrize("extl2", ["off", "on"])
-@pytest.mark.parametrize("combo", COMBOS, ids=lambda c: "-".join(str(p) for p in c if p))
+#: every combination once, alternately with and without extended L2 entries
+INTEROP = [(c, "on" if i % 2 else "off") for i, c in enumerate(COMBOS)] + [(COMBOS[0], "on")]
+
+
+@pytest.mark.parametrize("combo,extl2", INTEROP,
+                         ids=["-".join(str(p) for p in c if p) + f"-extl2={e}"
+                              for c, e in INTEROP])
 def test_qcow2_luks_interop(tmp_path: Path, combo, extl2: str) -> None:
     """Ours creates and writes, QEMU reads (and the other way round); created
     images are identical but for the random parts."""
@@ -314,6 +320,9 @@ KEY_CASES = [
     ("io", SECRETS + ["-c", "read 0 4k", "json:{\"driver\": \"qcow2\", \"file\": {\"driver\":"
                       " \"file\", \"filename\": \"l.qcow2\"}, \"encrypt.key-secret\": \"sec0\"}"]),
     ("img", ["info", "l.qcow2"]),
+    ("img", ["info"] + SECRETS + ["--image-opts", qcow2_spec("l.qcow2")]),
+    ("img", ["info", "--output=json"] + SECRETS + ["--image-opts", luks_spec("l.luks")]),
+    ("img", ["info"] + SECRETS + ["--image-opts", qcow2_spec("a.qcow2") + ",encrypt.format=aes"]),
     ("img", ["info", "--output=json", "l.qcow2"]),
     ("img", ["info", "a.qcow2"]),
     ("img", ["check", "l.qcow2"]),
@@ -400,3 +409,58 @@ def test_measure(tmp_path: Path, opts: str) -> None:
     qout, qrc = qemu_retry("img", args, tmp_path)
     oout, orc = run_ours("img", args, tmp_path)
     assert (oout, orc) == (qout, qrc)
+
+
+@pytest.mark.parametrize("fmt,opts", [
+    ("luks", "key-secret=sec0,iter-time=10"),
+    ("qcow2", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,"
+              "preallocation=metadata,cluster_size=16k"),
+    ("qcow2", "encrypt.format=aes,encrypt.key-secret=sec0,preallocation=metadata"),
+])
+def test_convert_to_encrypted(tmp_path: Path, fmt: str, opts: str) -> None:
+    """convert opens the new image with its key-secret; an encrypted target has no
+    zero init (luks; qcow2 with preallocated L2 tables), so zeroes are written."""
+    q, o = tmp_path / "q", tmp_path / "o"
+    q.mkdir(), o.mkdir()
+    for d in (q, o):
+        run_qemu("img", ["create", "-f", "raw", "src.raw", "1M"], d)
+        run_qemu("io", ["-f", "raw", "-c", "write -P 5 0 100k", "-c", "write -P 6 900k 4k",
+                        "src.raw"], d)
+    args = ["convert"] + SECRETS + ["-O", fmt, "-o", opts, "src.raw", "dst.img"]
+    qout, qrc = qemu_retry("img", args, q)
+    assert run_ours("img", args, o) == (qout, qrc)
+    spec = luks_spec("dst.img") if fmt == "luks" else qcow2_spec("dst.img")
+    for d in (q, o):
+        both("img", ["compare"] + SECRETS + ["--image-opts", "driver=raw,file.filename=src.raw",
+                                             spec], d, d)
+
+
+#: (offset in the LUKS header, bytes) pokes and what they break
+HEADER_POKES = {
+    "magic": (0, b"LUKX"), "version": (6, b"\x00\x02"),
+    "cipher-name-unterminated": (8, b"a" * 32), "cipher-name": (8, b"blowfish\0"),
+    "cipher-mode-format": (40, b"xts\0"), "cipher-mode": (40, b"foo-plain64\0"),
+    "ivgen": (40, b"xts-bogus\0"), "ivgen-hash": (40, b"xts-plain64:sha999\0"),
+    "essiv-no-hash": (40, b"xts-essiv\0"), "hash": (72, b"sha999\0"),
+    "payload-overlap": (104, b"\0\0\0\x01"), "key-len": (108, b"\0\0\0\x07"),
+    "mk-iters": (164, b"\0\0\0\0"), "slot-stripes": (208 + 44, b"\0\0\x0f\x9f"),
+    "slot-state": (208, b"\0\0\0\x01"), "slot-iters": (208 + 4, b"\0\0\0\0"),
+    "slot-header-overlap": (208 + 40, b"\0\0\0\x01"),
+    "slot-payload-overlap": (208 + 48 * 7 + 40, b"\0\0\x10\0"),
+    "slots-overlap": (208 + 48 + 40, b"\0\0\0\x08"),
+}
+
+
+@pytest.mark.parametrize("what", list(HEADER_POKES))
+def test_luks_header_checks(images: Path, tmp_path: Path, what: str) -> None:
+    """A damaged LUKS header: the same first error, opened without I/O (info) and with
+    the key (qemu-io), standalone and inside qcow2."""
+    off, data = HEADER_POKES[what]
+    for name, spec_of in (("l.luks", luks_spec), ("l.qcow2", qcow2_spec)):
+        buf = bytearray((images / name).read_bytes())
+        base = _qcow2_luks_base(buf) if name.endswith("qcow2") else 0
+        buf[base + off:base + off + len(data)] = data
+        (tmp_path / name).write_bytes(bytes(buf))
+        both("img", ["info", name], tmp_path, tmp_path)
+        both("io", SECRETS + ["-c", "read 0 512", "--image-opts", spec_of(name)],
+             tmp_path, tmp_path)

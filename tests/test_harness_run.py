@@ -154,3 +154,15 @@ def test_update_golden_never_stores_a_harness_failure(lib: Path, monkeypatch: py
     assert status != 0
     assert "golden file not updated: step failed" in out
     assert not (lib / "golden" / "q1.out").exists()
+
+
+def test_parallel_hands_out_unknown_then_longest_cases_first(lib: Path) -> None:
+    from harness import parallel
+    from harness.runner import RunConfig
+    for name in ("c2", "c3"):
+        (lib / "cases" / f"{name}.yaml").write_text(ECHO_CASE)
+    last = {"c1": 0.0, "c3": 5.0}.get  # c2 never ran
+    config = RunConfig(golden_dir=lib / "golden", scratch_root=lib / "scratch")
+    paths = sorted((lib / "cases").glob("*.yaml"))
+    # one worker: results come in the order the cases were handed out
+    assert [r.name for r in parallel.run_cases(paths, config, 1, last)] == ["c2", "c3", "c1"]

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -139,10 +140,24 @@ steps:
 AFTER_OUT = 'QA output created by z2\n{"execute": "query-jobs"}\n{"return": []}\n'
 
 
+@pytest.mark.parametrize("how", ["abort", "sigkill"])
 @pytest.mark.parametrize("impl", ["emulator", "qemu"])
-def test_machine_crash_fails_that_case_and_the_run_goes_on(tmp_path: Path, impl: str) -> None:
+def test_machine_crash_fails_that_case_and_the_run_goes_on(
+        tmp_path: Path, impl: str, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine dies by qemu-io's abort (SIGABRT), or is killed from outside
+    (SIGKILL) just before the case's second command."""
     if impl == "qemu" and not find_program("qemu-system"):
         pytest.skip("qemu-system-x86_64 not installed")
+    if how == "sigkill":
+        from harness.backends import qmp_machine
+        real = qmp_machine.QmpMachine.command
+
+        def command(self: qmp_machine.QmpMachine, cmd: dict) -> qmp_machine.Exchange:
+            if cmd["execute"] == "human-monitor-command":
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait()
+            return real(self, cmd)
+        monkeypatch.setattr(qmp_machine.QmpMachine, "command", command)
     for sub in ("cases", "golden"):
         (tmp_path / sub).mkdir()
     (tmp_path / "cases" / "z1.yaml").write_text(CRASH_CASE)
@@ -159,6 +174,7 @@ def test_machine_crash_fails_that_case_and_the_run_goes_on(tmp_path: Path, impl:
     assert status != 0
     assert re.search(r"^z1 +fail", text, re.M), text
     assert re.search(r"^z2 +pass", text, re.M), text
-    assert re.search(r"step failed: \S+ died \(killed by signal 6\); its log:", text), text
+    signum = 6 if how == "abort" else 9
+    assert re.search(rf"step failed: \S+ died \(killed by signal {signum}\); its log:", text), text
     bad = next((tmp_path / "scratch").glob("*/z1/z1.out.bad"))
     assert json.dumps({"execute": "human-monitor-command"})[:30] in bad.read_text()

@@ -3,7 +3,11 @@
 Runs ``./check`` on the case library in subprocesses and prints the wall-clock
 times side by side with their ratios and the targets of issue 3 (emulator >= 3x
 faster than QEMU; ``-j 2`` >= 1.6x faster than ``-j 1``). QMP cases are left out
-of the backend comparison, since the emulator does not run them.
+of the backend comparison, which is about the command-line backends: on the
+emulator they time the start-up of qcowlab-qsd, a Python process of their own.
+Next to the -j ratio it prints the machine's parallel headroom (two CPU-bound
+processes together vs one after the other): on a machine others keep busy,
+that is the bound of any -j speed-up.
 
 The configurations of a comparison run alternately, ``--repeat`` rounds, so
 that a change in the machine's load hits both sides alike; the ratio reported
@@ -49,11 +53,28 @@ def compare(fast: list[str], slow: list[str], repeat: int) -> tuple[float, float
         order = [(fast, t_fast), (slow, t_slow)][::1 if k % 2 == 0 else -1]
         for args, times in order:
             wall, summary = run_check(args)
+            print(f"round {k + 1}: ./check {' '.join(args)}: {wall:.2f}s ({summary})",
+                  file=sys.stderr, flush=True)
             times.append(wall)
             summaries.add(summary)
         ratios.append(t_slow[-1] / t_fast[-1])
     return (statistics.median(t_fast), statistics.median(t_slow), statistics.median(ratios),
             "; ".join(sorted(summaries)))
+
+
+def parallel_headroom() -> float:
+    """How much faster two CPU-bound processes finish together than one after the
+    other on this machine right now (about 2 on an idle 2-core machine): the
+    bound of any -j 2 speed-up while others load the machine."""
+    loop = [sys.executable, "-c", "sum(range(2 * 10 ** 7))"]
+    t0 = time.perf_counter()
+    subprocess.run(loop, check=True)
+    one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(loop) for _ in range(2)]
+    for proc in procs:
+        proc.wait()
+    return 2 * one / (time.perf_counter() - t0)
 
 
 def make_library(dest: Path, copies: int) -> list[str]:
@@ -96,11 +117,13 @@ def bench(args: argparse.Namespace, extra: list[str]) -> int:
     emu, qemu = ["--impl", "emulator", "-x", "qmp", *extra], ["--impl", "qemu", "-x", "qmp", *extra]
     rows.append(("backend", "emulator -j 1", "qemu -j 1", *compare(emu, qemu, args.repeat),
                  TARGET_BACKEND))
+    headroom = parallel_headroom()
     j1, j2 = (["--impl", args.jobs_impl, "-j", n, *extra] for n in ("1", "2"))
     rows.append(("jobs", f"{args.jobs_impl} -j 2", f"{args.jobs_impl} -j 1",
                  *compare(j2, j1, args.repeat), TARGET_JOBS))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in load)}, "
-          f"after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+          f"after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs); "
+          f"parallel headroom before the -j runs: {headroom:.2f}x")
     print(f"{'comparison':10} {'fast side':16} {'median':>7}  {'slow side':16} {'median':>7}  "
           f"{'ratio':>6}  {'target':>6}  verdict")
     ok = True

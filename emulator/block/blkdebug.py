@@ -172,8 +172,11 @@ class BlkdebugNode(BlockNode):
 
     format_name = "blkdebug"
     protocol_name = "blkdebug"
+    #: a filter of its image child (blkdebug's is_filter; used by block-options code)
+    is_filter = True
 
-    def __init__(self, file: BlockNode, config: str | None) -> None:
+    def __init__(self, file: BlockNode, config: str | None,
+                 option_groups: list[tuple[str, dict]] = ()) -> None:
         self.file = file
         self.filename = file.filename
         self.read_only = file.read_only
@@ -187,8 +190,14 @@ class BlkdebugNode(BlockNode):
         self.rules: dict[str, list[Rule]] = {}
         self.active: list[Rule] = []
         self.suspended: list[Suspended] = []
-        if config is not None:
-            self._read_config(config)
+        groups = _config_groups(config) if config is not None else []
+        for group in option_groups:
+            _check_group(*group)
+        groups += option_groups
+        for action in ("inject-error", "set-state"):
+            for group, opts in groups:
+                if group == action:
+                    self._add_rule(action, opts)
 
     # the host file stands behind this node (locks, preallocation checks)
     @property
@@ -202,13 +211,6 @@ class BlkdebugNode(BlockNode):
     @property
     def io_ops(self) -> int:
         return getattr(self.file, "io_ops", 0)
-
-    def _read_config(self, path: str) -> None:
-        groups = _config_groups(path)
-        for action in ("inject-error", "set-state"):
-            for group, opts in groups:
-                if group == action:
-                    self._add_rule(action, opts)
 
     def _add_rule(self, action: str, opts: dict) -> None:
         rule = Rule(_event_index(opts.get("event")), action, _number(opts, "state", 0))
@@ -270,20 +272,19 @@ class BlkdebugNode(BlockNode):
         return 0
 
     def resume(self, tag: str, every: bool = False) -> int:
-        """Resume the (last) request suspended as ``tag``; -ENOENT if there is none."""
+        """Resume the (last) request suspended as ``tag``; -ENOENT if there is none.
+        With ``every``, all of them, and the result is always -ENOENT (as QEMU's)."""
         from emulator.block import coroutine
-        ret = -errno.ENOENT
         while True:
             req = next((r for r in self.suspended if r.tag == tag), None)
             if req is None:
-                return ret
+                return -errno.ENOENT
             sys.stdout.write(f"blkdebug: Resuming request '{tag}'\n")
             self.suspended.remove(req)
             if req.co is not None:
                 coroutine.enter(req.co)
-            ret = 0
             if not every:
-                return ret
+                return 0
 
     def remove_breakpoint(self, tag: str) -> int:
         ret = -errno.ENOENT
@@ -292,12 +293,8 @@ class BlkdebugNode(BlockNode):
                 if rule.action == "suspend" and rule.tag == tag:
                     rules.remove(rule)
                     ret = 0
-        if self.resume(tag, every=True) == 0:
-            ret = 0
+        self.resume(tag, every=True)
         return ret
-
-    def is_suspended(self, tag: str) -> bool:
-        return any(r.tag == tag for r in self.suspended)
 
     # -- requests --------------------------------------------------------
     def _rule_check(self, offset: int, length: int, iotype: int) -> None:

@@ -85,12 +85,6 @@ def open_blkdebug(options: dict,
              for r in _section_rules(options, action)]
     child_opts = subdict(options, "image.")
     ref = options.pop("image", None)
-    rules_node = BlkdebugNode.__new__(BlkdebugNode)  # the rules, checked before the image
-    rules_node.rules = {}
-    if o.get("config") is not None:
-        rules_node._read_config(str(o["config"]))
-    for action, rule in rules:
-        rules_node._add_rule(action, rule)
     if isinstance(ref, str):
         raise BlockError(errno.EINVAL, f"Cannot find device='{ref}' nor node-name='{ref}'")
     name = o.get("x-image")
@@ -98,8 +92,8 @@ def open_blkdebug(options: dict,
         raise BlockError(errno.EINVAL, 'A block device must be specified for "image"')
     image = open_image(name if isinstance(name, str) else None, child_opts)
     try:
-        node = BlkdebugNode(image, None)
-        node.rules = rules_node.rules
+        config = o.get("config")
+        node = BlkdebugNode(image, None if config is None else str(config), rules)
         align = int(o.get("align", 0))
         if align and (align >= INT_MAX or align & (align - 1)):
             raise BlockError(errno.EINVAL, f"Cannot meet constraints with align {align}")

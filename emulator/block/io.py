@@ -199,6 +199,9 @@ def _copy_on_readv(node: BlockNode, offset: int, length: int) -> bytes:
     skip = offset - cluster_offset
     max_transfer = _min_non_zero(node.max_transfer, REQUEST_MAX_BYTES)
     out = bytearray()
+    # QEMU goes on over the rest of the last cluster after the request is
+    # complete: its copy into the request (length - progress < 0) then aborts
+    progress = 0
     while cluster_bytes:
         try:
             allocated, pnum = is_allocated(node, cluster_offset, min(cluster_bytes, max_transfer))
@@ -206,6 +209,9 @@ def _copy_on_readv(node: BlockNode, offset: int, length: int) -> bytes:
             allocated, pnum = False, min(cluster_bytes, max_transfer)
         if not allocated and not pnum:
             break
+        if skip >= pnum:
+            from emulator.report import assert_fail
+            assert_fail("../../block/io.c:1388", "bdrv_co_do_copy_on_readv", "skip_bytes < pnum")
         if not allocated:
             pnum = min(pnum, MAX_BOUNCE_BUFFER)
             bounce = _driver_preadv(node, cluster_offset, pnum)
@@ -214,9 +220,18 @@ def _copy_on_readv(node: BlockNode, offset: int, length: int) -> bytes:
                 _do_pwrite_zeroes(node, cluster_offset, pnum, 0)
             else:
                 node.drv_pwritev(cluster_offset, bounce, 0)
-            out += bounce[skip:skip + min(pnum - skip, length - len(out))]
+            if progress > length:
+                from emulator.report import assert_fail
+                assert_fail("../../util/iov.c:39", "iov_from_buf_full", "offset == 0")
+            out += bounce[skip:skip + min(pnum - skip, length - progress)]
         else:
-            out += _driver_preadv(node, offset + len(out), min(pnum - skip, length - len(out)))
+            n = min(pnum - skip, length - progress)
+            if n < 0:
+                from emulator.report import error_abort
+                error_abort("bdrv_check_qiov_request() at ../../block/io.c:976",
+                            f"bytes is negative: {n}")
+            out += _driver_preadv(node, offset + progress, n)
+        progress += pnum - skip
         cluster_offset += pnum
         cluster_bytes -= pnum
         skip = 0
@@ -290,22 +305,33 @@ def _aligned_pwritev(node: BlockNode, offset: int, length: int, align: int,
         flags |= BDRV_REQ_ZERO_WRITE
         if detect == "unmap":
             flags |= BDRV_REQ_MAY_UNMAP
-    if flags & BDRV_REQ_ZERO_WRITE:
-        _do_pwrite_zeroes(node, offset, length, flags)
-    elif flags & BDRV_REQ_WRITE_COMPRESSED:
-        node.drv_pwritev_compressed(offset, bytes(data))
-    elif length <= max_transfer:
-        node.drv_pwritev(offset, bytes(data), flags & ~BDRV_REQ_ZERO_WRITE)
-    else:
-        done = 0
-        while done < length:
-            num = min(length - done, max_transfer)
-            local = flags
-            if (num < length - done and flags & BDRV_REQ_FUA
-                    and not getattr(node, "supported_write_flags", 0) & BDRV_REQ_FUA):
-                local &= ~BDRV_REQ_FUA
-            node.drv_pwritev(offset + done, bytes(data[done:done + num]), local)
-            done += num
+    event = getattr(node, "debug_event", None)  # a blkdebug node sees these requests
+    try:
+        if flags & BDRV_REQ_ZERO_WRITE:
+            if event is not None:
+                event("pwritev_zero")
+            _do_pwrite_zeroes(node, offset, length, flags)
+        elif flags & BDRV_REQ_WRITE_COMPRESSED:
+            node.drv_pwritev_compressed(offset, bytes(data))
+        elif length <= max_transfer:
+            if event is not None:
+                event("pwritev")
+            node.drv_pwritev(offset, bytes(data), flags & ~BDRV_REQ_ZERO_WRITE)
+        else:
+            if event is not None:
+                event("pwritev")
+            done = 0
+            while done < length:
+                num = min(length - done, max_transfer)
+                local = flags
+                if (num < length - done and flags & BDRV_REQ_FUA
+                        and not getattr(node, "supported_write_flags", 0) & BDRV_REQ_FUA):
+                    local &= ~BDRV_REQ_FUA
+                node.drv_pwritev(offset + done, bytes(data[done:done + num]), local)
+                done += num
+    finally:
+        if event is not None:
+            event("pwritev_done")
     _write_req_finish(node, offset, length)
 
 
@@ -500,6 +526,9 @@ def flush(node: BlockNode) -> None:
     """bdrv_co_flush: the node, then its file child (nothing on a node made unusable)."""
     if node.read_only or getattr(node, "dead", False):
         return
+    event = getattr(node.file, "debug_event", None)
+    if event is not None:
+        event("flush_to_os")
     node.drv_flush()
     if node.file is not None:
         flush(node.file)

@@ -22,6 +22,21 @@ def probe(buf: bytes) -> int:
     return 100 if has_format(buf) else 0
 
 
+def json_filename(driver: str, file: BlockNode, strong: dict) -> str | None:
+    """bdrv_refresh_filename's "json:{...}" name of a node opened with strong runtime
+    options (a key-secret) over a plain file; None when the file is not plain."""
+    from emulator.block.file import FileNode
+    from emulator.cli.qobject import _scalar, qdict_items
+    if type(file) is not FileNode:
+        return None
+
+    def dump(d: dict) -> str:  # qobject_to_json, compact
+        return "{" + ", ".join(f"{_scalar(k)}: {dump(v) if isinstance(v, dict) else _scalar(v)}"
+                               for k, v in qdict_items(d)) + "}"
+    return "json:" + dump({"driver": driver, "file": {"driver": "file",
+                                                      "filename": file.filename}, **strong})
+
+
 def crypto_error(e) -> BlockError:
     """A CryptoError as the BlockError of an open or create."""
     return BlockError(errno.EINVAL, e.message, e.hint)
@@ -51,6 +66,8 @@ class LuksNode(BlockNode):
         except CryptoError as e:
             raise crypto_error(e) from None
         s.request_alignment = s.crypto.sector_size
+        if opts["key-secret"] is not None:
+            s.json_filename = json_filename("luks", file, opts)
         return s
 
     def drv_getlength(self) -> int:
@@ -96,8 +113,7 @@ def create(filename: str, opts: dict) -> None:
     size = int(opts.get("size", 0) or 0)
     prealloc = opts.get("preallocation", "off") or "off"
     if prealloc not in ("off", "metadata", "falloc", "full"):
-        raise BlockError(errno.EINVAL,
-                         f"Parameter 'preallocation' does not accept value '{prealloc}'")
+        raise BlockError(errno.EINVAL, f"invalid parameter value: {prealloc}")
     if prealloc == "metadata":
         prealloc = "off"
     FileNode.create(filename, 0, "off")

@@ -90,6 +90,15 @@ def _reject_unknown(options: dict, driver: str) -> None:
         raise unsupported(left, driver, driver == "file" or driver in _PROTOCOLS)
 
 
+def _generic_checks(options: dict, read_only: bool, force_share: bool) -> None:
+    """bdrv_open_common's first checks: the bool options' values, then force-share."""
+    from emulator.block.options import BOOL, absorb
+    absorb(dict(options), {"read-only": BOOL, "auto-read-only": BOOL, "cache.direct": BOOL,
+                           "cache.no-flush": BOOL, "force-share": BOOL})
+    if force_share and not read_only:
+        raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
+
+
 def _common_options(options: dict, unmap: bool, read_only: bool,
                     force_share: bool, copy_on_read: bool = False) -> tuple[bool, str]:
     """bdrv_open_common's checks of 'force-share', copy-on-read, 'discard', 'detect-zeroes'.
@@ -97,21 +106,19 @@ def _common_options(options: dict, unmap: bool, read_only: bool,
     Returns (BDRV_O_UNMAP, detect_zeroes); the effective 'discard' stays in
     ``options`` for the driver to see.
     """
-    from emulator.block.options import BOOL, absorb
-    absorb(dict(options), {"read-only": BOOL, "auto-read-only": BOOL, "cache.direct": BOOL,
-                           "cache.no-flush": BOOL, "force-share": BOOL})
-    if force_share and not read_only:
-        raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
+    _generic_checks(options, read_only, force_share)
     if copy_on_read and read_only:
         raise BlockError(errno.EINVAL, "Can't use copy-on-read on read-only device")
-    value = options.setdefault("discard", "unmap" if unmap else "ignore")
+    from emulator.block.options import opt_text
+    value = opt_text(options.get("discard")) or ("unmap" if unmap else "ignore")
+    options["discard"] = value
     if value in ("unmap", "on"):
         unmap = True
     elif value in ("ignore", "off"):
         unmap = False
     else:
         raise BlockError(errno.EINVAL, "Invalid discard option")
-    detect = options.get("detect-zeroes", "off")
+    detect = opt_text(options.get("detect-zeroes")) or "off"
     if detect not in ("off", "on", "unmap"):
         raise BlockError(errno.EINVAL, f"invalid parameter value: {detect}")
     if detect == "unmap" and not unmap:
@@ -180,11 +187,15 @@ def _open_file(filename: str, read_only: bool, options: dict,
     With cache.direct=on requests are aligned to what O_DIRECT accepts.
     """
     from emulator.block.file import FileNode
+    given = dict(options)
     options.pop("filename", None)
+    _generic_checks(options, read_only, force_share)
     file = FileNode(filename, read_only)
+    file.own_options = _own_options("file", {**given, "filename": filename})
     try:
         file.unmap, file.detect_zeroes = _common_options(options, True, read_only, force_share)
         if options.get("cache.direct") in (True, "on"):
+            file.direct = True
             file.request_alignment = _direct_io_alignment(filename)
         native = options.pop("x-native-aio", None) is OPEN_FLAG
         locking, aio = _file_runtime_options(options, "native" if native else "threads")
@@ -268,8 +279,9 @@ def _open_format_child(filename: str | None, fmt: str | None, options: dict, rea
             if fmt is None:
                 raise BlockError(errno.EINVAL, "Must specify either driver or file")
             raise BlockError(errno.EINVAL, 'A block device must be specified for "file"')
-    if "cache.direct" in options:  # inherited by the file child unless set there
-        file_opts.setdefault("cache.direct", options["cache.direct"])
+    for key in ("cache.direct", "cache.no-flush", "read-only", "auto-read-only"):
+        if key in options:  # inherited by the file child unless set there
+            file_opts.setdefault(key, options[key])
     if options.get("x-native-aio") is OPEN_FLAG:
         file_opts["x-native-aio"] = OPEN_FLAG
     return _open_child(filename, file_opts, read_only, force_share, chain)
@@ -282,6 +294,9 @@ def _open_child(filename: str | None, opts: dict, read_only: bool, force_share: 
     driver = driver if isinstance(driver, str) else None
     if driver in (None, "file"):
         opts.pop("driver", None)
+        if filename is not None and "filename" in opts:
+            raise BlockError(errno.EINVAL,
+                             "Can't specify 'file' and 'filename' options at the same time")
         if filename is None:
             filename = opts.get("filename")
             if not isinstance(filename, str) or not filename:
@@ -296,9 +311,23 @@ def _open_child(filename: str | None, opts: dict, read_only: bool, force_share: 
                       unmap=True, force_share=force_share, chain=chain)
 
 
+def _own_options(driver: str, given: dict) -> dict:
+    """A node's own options (bs->options: driver first, children's and flags left out),
+    kept for its refreshed filename (emulator/block/filename.py)."""
+    own = {"driver": driver}
+    for key, value in given.items():
+        if key.startswith(("file.", "backing.", "image.", "data-file.", "x-")) \
+                or key in ("file", "backing", "image", "data-file", "driver"):
+            continue
+        own[key] = value
+    return own
+
+
 def _open_protocol(fmt: str, options: dict, read_only: bool, force_share: bool,
                    chain: list[BlockNode] | None) -> BlockNode:
     """A null-co/null-aio node, or blkdebug over its image child."""
+    given = dict(options)
+    _generic_checks(options, read_only, force_share)
     if fmt == "blkdebug":
         from emulator.block.blkdebug_opts import open_blkdebug
         node = open_blkdebug(options, lambda name, opts: _open_child(
@@ -306,6 +335,7 @@ def _open_protocol(fmt: str, options: dict, read_only: bool, force_share: bool,
     else:
         from emulator.block.null import NullNode
         node = NullNode(fmt, options)
+    node.own_options = _own_options(fmt, given)
     try:
         node.read_only = read_only
         node.unmap, node.detect_zeroes = _common_options(options, True, read_only, force_share)
@@ -341,6 +371,7 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
             raise
         file.probed = False
         return file
+    given = dict(options)
     backing_ref, no_backing = _backing_option(options, no_backing)
     # with BDRV_O_NO_BACKING no backing file is opened: backing.* stay unconsumed
     backing_opts = {} if no_backing else subdict(options, "backing.")
@@ -413,6 +444,7 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
         if fmt == "raw" and not no_backing and (backing_opts or backing_ref is not None):
             raise BlockError(errno.EINVAL, "Driver doesn't support backing files")
         node.unmap, node.detect_zeroes = flags
+        node.own_options = _own_options(fmt, given)
         node.probed = probed
         node.force_share = force_share
         node.copy_on_read = copy_on_read

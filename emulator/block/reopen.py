@@ -71,7 +71,7 @@ def _check_node(node: BlockNode, options: dict, changes: list) -> None:
         from emulator.qcow2 import runtime_opts
         new = {k: options.pop(k) for k in list(options)
                if k in runtime_opts.DESCS and opt_text(options[k]) is not None}
-        merged = {**node.runtime_options, **new}
+        merged = runtime_opts.join_options(new, node.runtime_options)
         changes.append((node, merged, runtime_opts.prepare(node, dict(merged),
                                                            node.discard_unmap)))
     for key in ("backing", "file"):

@@ -254,7 +254,12 @@ def _src_alignment(node) -> int:
 
 
 def _has_zero_init(node) -> bool:
-    """bdrv_has_zero_init: qcow2 (unencrypted) and raw over a regular file read as
-    zeroes when new, preallocated or not, unless a backing file shows through."""
+    """bdrv_has_zero_init: qcow2 and raw over a regular file read as zeroes when new,
+    preallocated or not, unless a backing file shows through; an encrypted image
+    does not (luks, and qcow2 once its L2 tables are preallocated)."""
+    if node.format_name == "luks":
+        return False
+    if getattr(node, "encrypted", False) and node.l1_size and node.l1_table[0]:
+        return False
     return node.backing is None
 

@@ -30,8 +30,6 @@ COMMANDS = {
     "amend": "emulator.cli.img_amend",
     "bitmap": "emulator.cli.img_bitmap",
 }
-#: subcommands QEMU has that qcowlab does not model
-UNMODELLED: tuple[str, ...] = ()
 
 
 def main(argv: List[str]) -> int:
@@ -67,7 +65,6 @@ def main(argv: List[str]) -> int:
 
 def _run(argv: List[str]) -> int:
     from emulator.cli.img_common import error_exit, img_getopt
-    from emulator.report import error_report
     if not argv:
         error_exit("Not enough arguments")
     trace: dict = {}
@@ -95,9 +92,6 @@ def _run(argv: List[str]) -> int:
     if name in COMMANDS:
         module = importlib.import_module(COMMANDS[name])
         return getattr(module, f"img_{name}")(rest)
-    if name in UNMODELLED:
-        error_report(f"Command not modelled by qcowlab: {name}")
-        return 1
     error_exit(f"Command not found: {name}")
     return 1
 

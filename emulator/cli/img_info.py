@@ -12,23 +12,27 @@ from emulator.units import size_to_str
 
 
 def allocated_file_size(node) -> Optional[int]:
-    """bdrv_get_allocated_file_size: st_blocks of the files holding the image's data."""
-    files = []
-    seen = node
-    while seen is not None and seen.file is not None and seen.file is not seen:
-        seen = seen.file
-    if seen is not None and getattr(seen, "filename", ""):
-        files.append(seen.filename)
-    data_file = getattr(node, "data_file", None)
-    if data_file is not None and data_file is not node.file and getattr(data_file, "filename", ""):
-        files.append(data_file.filename)
-    total = 0
-    for path in files:
+    """bdrv_get_allocated_file_size: st_blocks of the host files holding the image's
+    data (file and data-file children summed); None where QEMU has no answer
+    (a blkdebug node: a protocol without the callback); 0 for null-co."""
+    name = node.format_name
+    if name in ("null-co", "null-aio"):
+        return 0
+    if node.file is None or node.file is node:
+        if name == "blkdebug" or not getattr(node, "filename", ""):
+            return None
         try:
-            total += os.stat(path).st_blocks * 512
+            return os.stat(node.filename).st_blocks * 512
         except OSError:
             return None
-    return total if files else None
+    if name == "blkdebug":
+        return None
+    children = [node.file]
+    data_file = getattr(node, "data_file", None)
+    if data_file is not None and data_file is not node.file:
+        children.append(data_file)
+    sizes = [allocated_file_size(child) for child in children]
+    return None if None in sizes else sum(sizes)
 
 
 def query_image_info(node, filename: str) -> dict:
@@ -39,7 +43,8 @@ def query_image_info(node, filename: str) -> dict:
     from emulator.cli.snapshot_info import snapshot_infos
     info: dict = {"filename": filename, "format": node.format_name}
     cluster_size, _ = driver_info(node)
-    info["dirty-flag"] = bool(getattr(node, "incompatible_features", 0) & 1)
+    if not getattr(node, "no_get_info", False):  # the dirty flag comes with bdrv_get_info
+        info["dirty-flag"] = bool(getattr(node, "incompatible_features", 0) & 1)
     actual = allocated_file_size(node)
     if actual is not None:
         info["actual-size"] = actual
@@ -106,8 +111,11 @@ def collect(image_opts: bool, filename: str, fmt: Optional[str], chain: bool,
         if node is None:
             return None
         try:
-            display = node.filename if image_opts or name.startswith("json:") \
-                else strip_file_protocol(name)
+            if image_opts or name.startswith("json:"):
+                from emulator.block.filename import refresh_filename
+                display = getattr(node, "json_filename", None) or refresh_filename(node)
+            else:
+                display = strip_file_protocol(name)
             info = query_image_info(node, display)
         finally:
             close(node)

@@ -31,6 +31,8 @@ def get_block_status(node, offset: int, length: int) -> MapEntry:
                                      BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO)
     depth = 0
     while True:
+        while getattr(node, "is_filter", False):  # bdrv_skip_filters
+            node = node.file
         st = bio.block_status(node, offset, length)
         length = st.pnum
         flags = st.flags

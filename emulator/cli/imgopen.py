@@ -96,9 +96,8 @@ def open_options(name: str | None, options: dict, read_only: bool, force_share: 
     from emulator.block.open import QEMU_DRIVER_NAMES
     if fmt is not None and fmt not in QEMU_DRIVER_NAMES:
         raise BlockError(errno.EINVAL, f"Unknown driver '{fmt}'")
-    share = str(opts.pop("force-share", "off")) in ("on", "True", "true")
-    if (share or force_share) and not read_only:
-        raise BlockError(errno.EINVAL, "force-share=on can only be used with read-only images")
+    from emulator.block.options import BOOL, absorb
+    share = bool(absorb(opts, {"force-share": BOOL}).get("force-share", False))
     if name is not None and name.startswith("blkdebug:"):
         from emulator.block.blkdebug import parse_filename
         opts["x-blkdebug"], name = parse_filename(name)
@@ -115,16 +114,18 @@ def open_options(name: str | None, options: dict, read_only: bool, force_share: 
 
 
 def open_temp_snapshot(name: str | None, options: dict, force_share: bool, unmap: bool,
-                       copy_on_read: bool = False):
+                       copy_on_read: bool = False, read_only: bool = False):
     """BDRV_O_SNAPSHOT: the image read-only under a temporary qcow2 overlay taking writes.
 
     The overlay is created in $TMPDIR (default /var/tmp) and unlinked once open;
-    copy-on-read applies to the overlay only.
+    copy-on-read applies to the overlay only. The overlay takes the open's
+    read-only state (flags or option): a read-only one refuses writers.
     """
     import os
     import tempfile
 
     from emulator.block import io as bio
+    from emulator.block.node import BlockError
     from emulator.block.open import open_image
     from emulator.qcow2.create import create
     base = open_options(name, options, True, force_share, unmap=unmap)
@@ -135,13 +136,19 @@ def open_temp_snapshot(name: str | None, options: dict, force_share: bool, unmap
         os.close(fd)
         try:
             create(tmp, {"size": size, "backing_file": path, "backing_fmt": fmt})
-            overlay = open_image(tmp, "qcow2", read_only=False, unmap=unmap,
+            from emulator.block.options import is_on
+            ro_option = is_on(options.get("read-only"))
+            overlay = open_image(tmp, "qcow2", read_only=read_only or ro_option, unmap=unmap,
                                  copy_on_read=copy_on_read, no_backing=True)
         finally:
             os.unlink(tmp)
+        if ro_option and not read_only:
+            close(overlay)
+            raise BlockError(errno.EPERM, "Block node is read-only")
     except BaseException:
         close(base)
         raise
+    base.blk = None  # the base is no BlockBackend's root any more
     overlay.backing = base  # the base node as opened, with its options (bdrv_append)
     overlay.backing_attached = True
     return overlay

@@ -5,9 +5,9 @@ from typing import Optional, Tuple
 
 
 def driver_info(node) -> Tuple[int, int]:
-    """(cluster size, vm state offset) as BlockDriverInfo; zeros for raw; a filter
-    reports its child's."""
-    while getattr(node, "is_filter", False):
+    """(cluster size, vm state offset) as BlockDriverInfo; raw and filters report
+    their child's (zeros for a host file)."""
+    while getattr(node, "is_filter", False) or node.format_name == "raw":
         node = node.file
     cluster_size = int(getattr(node, "cluster_size", 0) or 0)
     if not cluster_size:

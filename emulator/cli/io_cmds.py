@@ -174,7 +174,8 @@ class IoSession:
             opts["x-native-aio"] = OPEN_FLAG
         try:
             if snapshot:
-                self.blk = open_temp_snapshot(name, opts, False, unmap, copy_on_read)
+                self.blk = open_temp_snapshot(name, opts, False, unmap, copy_on_read,
+                                              read_only)
             else:
                 self.blk = open_options(name, opts, read_only, False, unmap=unmap,
                                         copy_on_read=copy_on_read)

@@ -313,7 +313,10 @@ def _set_read_only(node, read_only: bool) -> int:
     from emulator.block.node import BlockError
     if read_only == node.read_only:
         return 0
-    file = node.file if node.file is not None else node
+    chain = [node]  # down through filters and format children to the host file
+    while chain[-1].file is not None and chain[-1].file is not chain[-1]:
+        chain.append(chain[-1].file)
+    file = chain[-1]
     try:
         if read_only:
             if getattr(node, "nb_bitmaps", 0) or getattr(node, "dirty_bitmaps", None):
@@ -333,8 +336,8 @@ def _set_read_only(node, read_only: bool) -> int:
     except BlockError as e:
         report_err(e.message, e.hint)
         return -errno.EINVAL
-    node.read_only = read_only
-    file.read_only = read_only
+    for member in chain:
+        member.read_only = read_only
     if not read_only and getattr(node, "nb_bitmaps", 0):
         from emulator.qcow2.bitmap_store import reopen_bitmaps_rw
         reopen_bitmaps_rw(node)

@@ -7,8 +7,6 @@ Python dicts (insertion order = QEMU's visit order) are reordered here.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
-
 _BUCKETS = 512
 
 
@@ -20,7 +18,7 @@ def tdb_hash(key: str) -> int:
     return (1103515243 * value + 12345) & 0xFFFFFFFF
 
 
-def qdict_items(d: dict) -> List[Tuple[str, object]]:
+def qdict_items(d: dict) -> list[tuple[str, object]]:
     """Items of ``d`` (insertion ordered) in the order QEMU iterates the QDict."""
     order = list(d.items())
     keyed = [(tdb_hash(k) % _BUCKETS, -i, k, v) for i, (k, v) in enumerate(order)]
@@ -75,7 +73,7 @@ def _scalar(v: object) -> str:
 
 def to_json_pretty(obj: object) -> str:
     """qobject_to_json_pretty(obj, true)."""
-    parts: List[str] = []
+    parts: list[str] = []
     state = {"need_comma": False, "depth": 0}
 
     def newline() -> None:
@@ -131,7 +129,7 @@ def _dump_scalar(v: object) -> str:
 
 def human_dump(obj: object, indent: int = 1) -> str:
     """dump_qobject() of block/qapi.c: 'key: value' lines, dashes shown as spaces."""
-    lines: List[str] = []
+    lines: list[str] = []
 
     def walk(value: object, level: int) -> None:
         if isinstance(value, dict):

@@ -70,7 +70,6 @@ class Cipher:
             self._data = C(_primitive(alg, key[:half]), modes.ECB())
             self._tweak = C(_primitive(alg, key[half:]), modes.ECB()).encryptor()
         else:
-            _primitive(alg, key[:half] if mode == "xts" else key)
             self._algorithm = _primitive(alg, key)
             if mode == "ecb":  # stateless: one context serves every call
                 from cryptography.hazmat.primitives.ciphers import Cipher as C, modes

@@ -1,4 +1,5 @@
-"""Hash algorithms (QCryptoHashAlgorithm) by their QAPI names, via ``cryptography``."""
+"""Hash algorithms (QCryptoHashAlgorithm) by their QAPI names, via ``cryptography``
+(ripemd160, which it lacks, through hashlib's OpenSSL)."""
 from __future__ import annotations
 
 from emulator.crypto.errors import CryptoError
@@ -21,6 +22,9 @@ def algorithm(name: str):
 
 def digest(name: str, *parts: bytes) -> bytes:
     """qcrypto_hash_bytesv: the digest of the concatenated parts."""
+    if name == "ripemd160":
+        import hashlib
+        return hashlib.new(name, b"".join(parts)).digest()
     from cryptography.hazmat.primitives import hashes
     h = hashes.Hash(algorithm(name))
     for p in parts:

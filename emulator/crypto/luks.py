@@ -149,7 +149,6 @@ def _iter_time(opts: dict, prefix: str) -> int | None:
 class Luks:
     """An opened or created LUKS crypto block."""
 
-    format = "luks"
     sector_size = SECTOR_SIZE
 
     def __init__(self) -> None:

@@ -5,7 +5,10 @@ from emulator.crypto.errors import CryptoError
 
 
 def pbkdf2(hash_alg: str, key: bytes, salt: bytes, iterations: int, nout: int) -> bytes:
-    """qcrypto_pbkdf2 through ``cryptography``'s PBKDF2HMAC."""
+    """qcrypto_pbkdf2 through ``cryptography``'s PBKDF2HMAC (hashlib for ripemd160)."""
+    if hash_alg == "ripemd160":
+        import hashlib
+        return hashlib.pbkdf2_hmac(hash_alg, key, salt, iterations, nout)
     from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
     from emulator.crypto.hash import algorithm

@@ -13,10 +13,6 @@ SECTOR_SIZE = 512
 class QcowAes:
     """A qcow AES crypto block (key material only once opened with I/O)."""
 
-    format = "qcow"
-    sector_size = SECTOR_SIZE
-    payload_offset = 0
-
     def __init__(self) -> None:
         self.cipher = self.ivgen = None
 

@@ -68,7 +68,8 @@ def amend(s, opts: dict, force: bool = False, status: Optional[StatusCB] = None)
         if getattr(s, "crypto", None) is None:
             raise BlockError(errno.EINVAL,
                              "Can't amend encryption options - encryption not present")
-        if s.crypt_method != 2:
+        from emulator.qcow2.crypto import CRYPT_LUKS
+        if s.crypt_method != CRYPT_LUKS:
             raise BlockError(errno.ENOTSUP, "Only LUKS encryption options can be amended")
     for key in _ORDER:
         if key not in opts:

@@ -50,10 +50,6 @@ class DirtyBitmap:
         g = self.granularity_bits
         return (self.size + (1 << g) - 1) >> g
 
-    def dirty_count(self) -> int:
-        """bdrv_get_dirty_count: dirty granules times the granularity."""
-        return int.from_bytes(self.data, "little").bit_count() << self.granularity_bits
-
     def serialization_size(self) -> int:
         """Bytes of the whole serialised bitmap (whole 64-bit words)."""
         return -(-self.nbits // 64) * 8

@@ -336,8 +336,19 @@ def handle_alloc(s, guest_offset: int, host_offset: int, nbytes: int, metas: lis
 
 
 def alloc_host_offset(s, offset: int, nbytes: int) -> tuple[int, int, list]:
-    """Map/allocate [offset, offset+nbytes) to one contiguous host area."""
+    """Map/allocate [offset, offset+nbytes) to one contiguous host area; on a
+    failure the allocations it already made are aborted."""
     metas: list = []
+    try:
+        return _gather(s, offset, nbytes, metas)
+    except BlockError:
+        for m in metas:
+            abort_meta(s, m)
+        raise
+
+
+def _gather(s, offset: int, nbytes: int, metas: list) -> tuple[int, int, list]:
+    """The loop of qcow2_alloc_host_offset, collecting new allocations in ``metas``."""
     start, remaining = offset, nbytes
     cluster_offset = INV_OFFSET
     host_offset = INV_OFFSET

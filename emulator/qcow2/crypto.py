@@ -6,7 +6,9 @@
   LUKS block it points at; ``open_aes(s, options, no_io)``: the qcow AES block.
 - ``encrypt``/``decrypt(s, host_offset, guest_offset, data)``: LUKS numbers
   sectors by host offset, AES by guest offset (crypt_physical_offset).
-- ``set_up(s, opts)``: qcow2_set_up_encryption at image creation.
+- ``set_up(s, opts)``: qcow2_set_up_encryption at image creation;
+  ``extension(s)``: the header extension's payload; ``luks_header_length(values)``:
+  the LUKS header size qemu-img measure counts.
 - ``amend(s, opts, force)``: LUKS key slot changes; ``info(s)``: the encrypt
   part of the format specific information.
 """
@@ -18,8 +20,6 @@ import struct
 from emulator.block.node import BlockError
 
 CRYPT_AES, CRYPT_LUKS = 1, 2
-#: QCOW_MAX_CRYPT_CLUSTERS: clusters encrypted per request chunk
-MAX_CRYPT_CLUSTERS = 32
 
 
 def _opts(options: dict, keys) -> dict:
@@ -85,6 +85,15 @@ def open_luks(s, payload: bytes, options: dict, no_io: bool) -> None:
                              no_io)
     except CryptoError as e:
         raise _error(e) from None
+    _strong_options(s, options)
+
+
+def _strong_options(s, options: dict) -> None:
+    """A key-secret is a strong runtime option: the node's name becomes "json:{...}"."""
+    if options.get("encrypt.key-secret") is not None:
+        from emulator.block.luks import json_filename
+        s.json_filename = json_filename(
+            "qcow2", s.file, {"encrypt.key-secret": options["encrypt.key-secret"]})
 
 
 def open_aes(s, options: dict, no_io: bool) -> None:
@@ -95,6 +104,7 @@ def open_aes(s, options: dict, no_io: bool) -> None:
         s.crypto = QcowAes.open(_opts(options, ("key-secret",)), "encrypt.", no_io)
     except CryptoError as e:
         raise _error(e) from None
+    _strong_options(s, options)
 
 
 def _sector_offset(s, host_offset: int, guest_offset: int) -> int:

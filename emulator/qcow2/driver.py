@@ -98,7 +98,10 @@ class Qcow2(BlockNode):
         from emulator.qcow2.refcount import load_refcount_table
         io = _io()
         check_mode = bool(options.get("x-check"))
-        raw = io.pread(self.file, 0, hdr.HEADER_SIZE)
+        try:
+            raw = io.pread(self.file, 0, hdr.HEADER_SIZE)
+        except BlockError as e:
+            raise BlockError(e.errno, f"Could not read qcow2 header: {e.message}") from None
         h = hdr.Header.parse(raw)
         if h.magic != hdr.QCOW_MAGIC:
             raise BlockError(errno.EINVAL, "Image is not in qcow2 format")
@@ -190,7 +193,9 @@ class Qcow2(BlockNode):
         self.discard_unmap = _opt_bool(options, "discard", True)
         runtime_opts.commit(self, runtime_opts.prepare(self, options, self.discard_unmap))
         if self.crypt_method not in (CRYPT_NONE, CRYPT_AES, CRYPT_LUKS):
-            raise BlockError(errno.EINVAL, f"Unsupported encryption method {self.crypt_method}")
+            # QEMU prints the 32-bit field as a signed int
+            method = self.crypt_method - (1 << 32) if self.crypt_method >> 31 else self.crypt_method
+            raise BlockError(errno.EINVAL, f"Unsupported encryption method {method}")
         self.crypto = None
         if self.crypt_method or "encrypt.format" in options:
             from emulator.qcow2 import crypto
@@ -344,6 +349,10 @@ class Qcow2(BlockNode):
             from emulator.block.file import FileNode
             node = FileNode(name, self.read_only)
             node.unmap = getattr(self.file, "unmap", False)
+            if getattr(self.file, "direct", False):  # the child inherits cache.direct
+                from emulator.block.open import _direct_io_alignment
+                node.direct = True
+                node.request_alignment = _direct_io_alignment(name)
             _io().refresh_total_sectors(node)
             self.data_file = node
         elif name:
@@ -519,7 +528,11 @@ class Qcow2(BlockNode):
         make_empty(self)
 
     def change_backing_file(self, backing_file: str | None, backing_fmt: str | None) -> None:
-        """qcow2_change_backing_file: store new backing file name/format in the header."""
+        """qcow2_change_backing_file: store new backing file name/format in the header.
+
+        A raw external data file must stay complete alone: no backing file for it."""
+        if backing_file is not None and self.data_file_raw:
+            raise BlockError(errno.EINVAL)
         if backing_file and len(backing_file.encode()) > 1023:
             raise BlockError(errno.EINVAL)
         self.backing_file = self.image_backing_file = backing_file or None
@@ -588,7 +601,11 @@ class Qcow2(BlockNode):
             ops = getattr(self.file, "io_ops", 0)
             limit = INT_MAX if self.crypto is None else \
                 MAX_CRYPT_CLUSTERS * self.cluster_size - (offset & (self.cluster_size - 1))
-            cur, host, metas = alloc_host_offset(self, offset, min(length, limit))
+            try:
+                cur, host, metas = alloc_host_offset(self, offset, min(length, limit))
+            except BlockError as e:
+                error = e
+                break
             if self.blkdbg:  # only a blkdebug breakpoint lets requests interleave
                 from emulator.qcow2.dependencies import register
                 register(self, metas)
@@ -628,8 +645,11 @@ class Qcow2(BlockNode):
             length -= cur
             offset += cur
             pos += cur
+        # the chunks already written are tasks of their own: they are linked
+        # even when a later chunk failed
         for metas in pending:
-            error = self._link_metas(metas, error)
+            failed = self._link_metas(metas, None)
+            error = error or failed
         if error is not None:
             raise error
 
@@ -824,6 +844,8 @@ class Qcow2(BlockNode):
     def _detect_metadata_preallocation(self) -> bool:
         import os
         from emulator.qcow2.refcount import get_refcount
+        if self.blkdbg:  # blkdebug cannot tell its allocated size: QEMU gives up (ENOTSUP)
+            return False
         io = _io()
         file_length = io.getlength(self.file)
         fd = getattr(self.file, "fd", None)

@@ -146,6 +146,27 @@ def prepare(s, options: dict, unmap: bool) -> Qcow2Opts:
     return r
 
 
+def join_options(new: dict, old: dict) -> dict:
+    """qcow2_join_options: reopen's new options over the old ones.
+
+    A new overlap template drops the old overlap options (all but the
+    bitmap-directory flag, as in QEMU), a new cache-size the old L2 and
+    refcount cache sizes, and an old cache-size never survives.
+    """
+    old = dict(old)
+    if "overlap-check" in new or "overlap-check.template" in new:
+        for key in ("overlap-check", "overlap-check.template",
+                    *("overlap-check." + f for f in OVERLAP_FLAGS[:-1])):
+            old.pop(key, None)
+    if "cache-size" in new:
+        old.pop("l2-cache-size", None)
+        old.pop("refcount-cache-size", None)
+    merged = {**new, **{k: v for k, v in old.items() if k not in new}}
+    if "cache-size" not in new:
+        merged.pop("cache-size", None)
+    return merged
+
+
 def commit(s, r: Qcow2Opts) -> None:
     """qcow2_update_options_commit: the new caches and settings take effect."""
     from emulator.qcow2.cache import TableCache

@@ -2,6 +2,8 @@
 
     python -m tools.difftest --seeds 0:200 [--sut inproc|scripts|qemu] [--shrink]
     python -m tools.difftest --lifecycle --seeds 0:200   (qemu-img lifecycle commands)
+    python -m tools.difftest --blkdebug --seeds 0:200    (injected errors, breakpoints)
+    python -m tools.difftest --options --seeds 0:200     (block-layer option forms)
     python -m tools.difftest --handmade
     python -m tools.difftest --script repro.sh   (lines: qemu-img ... / qemu-io ...)
 """
@@ -15,7 +17,9 @@ from pathlib import Path
 from .choices import RandomChooser
 from .compare import differential
 from .generate import random_sequence
+from .generate_aio import aio_sequence
 from .generate_lifecycle import lifecycle_sequence
+from .generate_opts import options_sequence
 from .handmade import HANDMADE
 from .runners import ForkRunner, InProcessRunner, SplitRunner, qemu_runner, scripts_runner
 from .sequence import parse_script
@@ -47,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--handmade", action="store_true", help="run the hand-made sequences")
     ap.add_argument("--lifecycle", action="store_true",
                     help="random sequences of qemu-img lifecycle commands (generate_lifecycle.py)")
+    ap.add_argument("--blkdebug", action="store_true",
+                    help="random blkdebug sequences: injected errors, aio requests held at "
+                         "breakpoints (generate_aio.py)")
+    ap.add_argument("--options", action="store_true",
+                    help="random sequences opening images through --image-opts, json: names, "
+                         "runtime options and filter drivers (generate_opts.py)")
     ap.add_argument("--shrink", action="store_true", help="shrink each diverging sequence")
     ap.add_argument("--keep", action="store_true", help="keep scratch dirs of passing runs")
     ap.add_argument("--no-extents", action="store_true", help="ignore file sparseness")
@@ -55,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = (int(x) for x in args.seeds.split(":"))
     ref, sut = qemu_runner(), make_sut(args.sut)
     failed = []
-    generator = lifecycle_sequence if args.lifecycle else random_sequence
+    generator = lifecycle_sequence if args.lifecycle else \
+        aio_sequence if args.blkdebug else options_sequence if args.options else random_sequence
     seqs = [parse_script(f.read_text(), str(f)) for f in args.script] if args.script else \
         HANDMADE if args.handmade else [
         generator(RandomChooser(seed), f"seed {seed}") for seed in range(lo, hi)]

@@ -202,6 +202,7 @@ NAMED: dict[str, tuple[str, Mutation]] = {
     "corrupt_bit": ("std64k", lambda d: _put(d, 72, ">Q", 2)),
     "dirty_bit": ("std64k", lambda d: _put(d, 72, ">Q", 1)),
     "crypt_method_aes": ("std64k", lambda d: _put(d, 32, ">I", 1)),
+    "crypt_method_negative": ("datafile", lambda d: _put(d, 32, ">I", 0xCD41BFD8)),
     "refcount_order_7": ("std64k", lambda d: _put(d, 96, ">I", 7)),
     "header_length_small": ("std64k", lambda d: _put(d, 100, ">I", 100)),
     "header_length_huge": ("std64k", lambda d: _put(d, 100, ">I", 0x20000)),

@@ -1,5 +1,7 @@
 """Random lifecycle sequences: qemu-img snapshot, resize, amend, measure, convert,
-commit, rebase, dd, bench, check, info and map mixed with qemu-io work.
+commit, rebase, dd, bench, check, info, map and compare mixed with qemu-io work
+(and qemu-io crashes with lazy refcounts), on images with or without extended L2
+entries, backing chains or an external data file.
 
 Steps that QEMU itself runs non-deterministically are avoided: commits go into
 a raw base, or into the top image from a fresh overlay holding a single write
@@ -85,6 +87,8 @@ def _amend(ch: Chooser, st: State) -> list[Step]:
                      "lazy_refcounts=off", "refcount_bits=" + str(ch.choice([1, 2, 4, 8, 32, 64])),
                      "refcount_bits=16", "extended_l2=on", "cluster_size=4096",
                      "compat=0.10,refcount_bits=16", "compat=1.1,lazy_refcounts=on"])
+    if opt.startswith("refcount_bits") and st.geo.cluster > 64 * KiB:
+        opt = "lazy_refcounts=on"  # QEMU takes minutes to rewrite refcounts of big clusters
     if st.backing is not None and ch.chance(0.15):
         opt = f"backing_file={st.backing.name},backing_fmt={st.backing.fmt}"
     argv = ["amend", "-o", opt]
@@ -197,16 +201,30 @@ def _bench(ch: Chooser, st: State) -> list[Step]:
         if geo.size:
             for i in range(count):
                 geo.fill((off + i * size) % geo.size, size, pat)
-    if write and (st.snapshots or st.backing):
-        # requests that yield (L2 copy-on-write, backing reads) interleave in
-        # QEMU's coroutines; one request at a time keeps the order known
+    if write:
+        # writes that yield before allocating (L2 copy-on-write, COW reads)
+        # interleave in QEMU's coroutines (D22); one request at a time
         argv += ["-d", "1"]
     elif ch.chance(0.3):
         argv += ["-d", str(ch.choice([1, 2, 8]))]
     return [img_step(*argv, "-f", "qcow2", TOP)]
 
 
+def _crash(ch: Chooser, st: State) -> list[Step]:
+    """qemu-io dies (abort) after a write, mostly with lazy refcounts on; then a check."""
+    geo = st.geo
+    steps = [img_step("amend", "-o", "lazy_refcounts=on", TOP)] if ch.chance(0.6) else []
+    off = offset(ch, geo)
+    cmd = f"write -P {ch.integer(1, 255):#x} {off} {length(ch, geo, off)}"
+    steps.append(io_step(TOP, [cmd, "abort"], "qcow2"))
+    steps.append(img_step("check", *ch.choice([[], ["-r", "leaks"], ["-r", "all"]]), TOP))
+    return steps
+
+
 def _look(ch: Chooser, st: State) -> list[Step]:
+    if st.backing is not None and ch.chance(0.2):
+        return [img_step("compare", *ch.choice([[], ["-s"], ["-F", st.backing.fmt]]), TOP,
+                         st.backing.name)]
     if ch.chance(0.3):
         return [img_step(*ch.choice([["info", "--backing-chain"], ["map", "--output=json"],
                                      ["info", "--output=json"], ["check", "-r", "all"]]), TOP)]
@@ -215,9 +233,10 @@ def _look(ch: Chooser, st: State) -> list[Step]:
 
 ACTIONS = {"io": lambda ch, st: [populate(ch, st.geo, 5)], "snapshot": _snapshot,
            "resize": _resize, "amend": _amend, "measure": _measure, "convert": _convert,
-           "commit": _commit, "rebase": _rebase, "dd": _dd, "bench": _bench, "look": _look}
+           "commit": _commit, "rebase": _rebase, "dd": _dd, "bench": _bench, "crash": _crash,
+           "look": _look}
 WEIGHTS = {"io": 6, "snapshot": 5, "resize": 2, "amend": 2, "measure": 1, "convert": 2,
-           "commit": 2, "rebase": 1, "dd": 1, "bench": 1, "look": 2}
+           "commit": 2, "rebase": 1, "dd": 1, "bench": 1, "crash": 1, "look": 2}
 _POOL = [k for k, w in WEIGHTS.items() for _ in range(w)]
 
 

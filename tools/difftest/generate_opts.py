@@ -12,7 +12,9 @@ option form, with valid and invalid values; qemu-io runs sometimes reopen
 with -o. The final probes of compare.py (map, check) judge the bytes.
 
 Forms QEMU itself prints non-deterministically are avoided: ``reopen -o
-read-only=on`` (names an automatically numbered node) and cache.direct=on.
+read-only=on`` (names an automatically numbered node), reopening a ``-s``
+overlay (names its random temporary file), multi-cluster writes through the
+compress filter (parallel compressed writes) and cache.direct=on.
 """
 from __future__ import annotations
 
@@ -90,13 +92,14 @@ def _options(ch: Chooser, target: str, backing: bool) -> dict:
         if ch.chance(0.6):
             opts["size"] = ch.choice(["65536", "64k", "512", "1000", "1M", "2M"])
         return opts
-    if ch.chance(0.12):  # blkdebug between the format and its file, in option form
+    if ch.chance(0.15):  # blkdebug between the format and its file, in option form
         opts["driver"] = "qcow2"
         opts["file.driver"] = "blkdebug"
         opts["file.image.filename"] = target
-        if ch.chance(0.5):
-            opts["file.align"] = ch.choice(["512", "4096", "4k", "3", "0"])
+        opts.update({"file." + k: v for k, v in _blkdebug(ch).items()})
         return opts
+    if ch.chance(0.06):  # raw over the qcow2 image's guest data
+        return {"driver": "raw", "file.driver": "qcow2", "file.file.filename": target}
     opts["driver"] = ch.choice(["qcow2"] * 8 + ["raw", "qcow3"])
     if ch.chance(0.8):
         opts["file.driver"] = "file"
@@ -121,6 +124,34 @@ def _options(ch: Chooser, target: str, backing: bool) -> dict:
             opts["backing.file.filename"] = ch.choice([BASE, "missing.qcow2"])
         else:
             opts["backing.bogus"] = "1"
+    return opts
+
+
+def _blkdebug(ch: Chooser) -> dict:
+    """blkdebug options: request limits and error injection / state rules."""
+    opts: dict = {}
+    if ch.chance(0.4):
+        opts["align"] = ch.choice(["512", "4096", "4k", "3", "0"])
+    if ch.chance(0.2):
+        opts[ch.choice(["max-transfer", "opt-write-zero", "max-write-zero", "opt-discard",
+                        "max-discard"])] = ch.choice(["4k", "8k", "65536", "1000"])
+    for i in range(ch.choice([0, 0, 1, 2])):
+        rule = f"inject-error.{i}." if ch.chance(0.8) else "inject-error."
+        opts[rule + "event"] = ch.choice(["read_aio", "write_aio", "l2_load", "refblock_alloc",
+                                          "cluster_alloc", "none", "bogus"])
+        if ch.chance(0.5):
+            opts[rule + "errno"] = ch.choice(["5", "28", "1"])
+        if ch.chance(0.5):
+            opts[rule + "once"] = ch.choice(["on", "off"])
+        if ch.chance(0.2):
+            opts[rule + "iotype"] = ch.choice(["read", "write", "flush", "bad"])
+        if ch.chance(0.2):
+            opts[rule + "state"] = "2"
+        if rule == "inject-error.":
+            break
+    if ch.chance(0.15):
+        opts["set-state.0.event"] = ch.choice(["write_aio", "l2_load"])
+        opts["set-state.0.new_state"] = "2"
     return opts
 
 
@@ -194,7 +225,8 @@ def _reopen(ch: Chooser) -> str:
     return "reopen -o " + ",".join(f"{prefix}{k}={v}" for k, v in opts.items())
 
 
-def _setup(ch: Chooser) -> tuple[list[Step], bool]:
+def _setup(ch: Chooser) -> tuple[list[Step], bool, int]:
+    """The images: (steps, whether img.qcow2 has a backing file, its cluster size)."""
     cluster = ch.choice([512, 4096, 65536])
     extra = ch.choice(["", "", ",lazy_refcounts=on", ",compat=0.10"])
     backing = ch.chance(0.4)
@@ -209,7 +241,7 @@ def _setup(ch: Chooser) -> tuple[list[Step], bool]:
     steps.append(Step("io", ("-f", "qcow2", "-c", "write -P 0x11 0 8k", TOP)))
     if ch.chance(0.3):
         steps.append(Step("img", ("create", "-q", "-f", "raw", RAW, "1M")))
-    return steps, backing
+    return steps, backing, cluster
 
 
 def _step(ch: Chooser, backing: bool, has_raw: bool) -> Step:
@@ -223,11 +255,16 @@ def _step(ch: Chooser, backing: bool, has_raw: bool) -> Step:
             sub = ["map"]
         return Step("img", (*sub, *_name_args(ch, flat)))
     flags = ch.choice([[], [], [], ["-r"], ["-r", "-U"], ["-U"], ["-s"], ["-d", "ignore"]])
+    if target == TOP and flat.get("driver") == "raw" and flat.get("file.driver") != "qcow2":
+        flags = ["-r"]  # raw writes would corrupt the qcow2 file (a different subject)
     cmds = _io_cmds(ch, "-r" not in flags)
+    if "-s" in flags:  # reopening the overlay reopens a deleted file of a random name
+        cmds = [c for c in cmds if not c.startswith("reopen")] or ["length"]
     if tool == "io-open":
         text = _image_opts_text({k: v for k, v in flat.items() if k != "file.filename"})
         name = flat.get("file.filename", flat.get("file.image.filename", TOP))
-        if text is not None and "file.image.filename" not in flat:
+        if text is not None and "file.image.filename" not in flat \
+                and "file.file.filename" not in flat:
             open_flags = " ".join(f for f in flags if f in ("-r", "-U", "-s"))
             line = f"open {open_flags} -o {text} {name}".replace("  ", " ")
             argv = [arg for c in [line, *cmds] for arg in ("-c", c)]
@@ -238,10 +275,39 @@ def _step(ch: Chooser, backing: bool, has_raw: bool) -> Step:
     return Step("io", (*argv, *_name_args(ch, flat)))
 
 
+def _filter_step(ch: Chooser, cluster: int) -> Step:
+    """qemu-io (or qemu-img info/map) on a null-co device, or through the compress
+    filter onto the image."""
+    if ch.chance(0.4):
+        node = {"driver": ch.choice(["null-co", "null-aio"])}
+        if ch.chance(0.6):
+            node["size"] = ch.choice(["1M", 65536, "4096", "x"])
+        if ch.chance(0.5):
+            node["read-zeroes"] = ch.choice([True, False, "on"])
+        choices = ["read -v 0 16", "write -P 0x3c 0 4k", "read -P 0 0 4k", "map", "length",
+                   "write -z 0 4k", "discard 0 4k", "info"]
+        cmds = [ch.choice(choices) for _ in range(ch.integer(1, 3))]
+    else:
+        node = {"driver": "compress", "file": {"driver": "qcow2", "file": {"filename": TOP}}}
+        cmds = []
+        for _ in range(3):
+            off = cluster * ch.integer(0, 15)
+            cmds.append(ch.choice([f"write -P {ch.integer(1, 255):#x} {off} {cluster}",
+                                   f"read {off} {cluster}", "map", "info"]))
+    name = "json:" + json.dumps(node, separators=(",", ":"))
+    if ch.chance(0.25):
+        return Step("img", (*ch.choice([["info"], ["info", "--output=json"], ["map"]]), name))
+    argv = [a for c in cmds for a in ("-c", c)]
+    return Step("io", (*argv, name))
+
+
 def options_sequence(ch: Chooser, label: str = "") -> Sequence:
     """A whole differential test: images, then 1-4 runs through option forms."""
-    steps, backing = _setup(ch)
+    steps, backing, cluster = _setup(ch)
     has_raw = any(RAW in s.argv for s in steps)
     for _ in range(ch.integer(1, 4)):
-        steps.append(_step(ch, backing, has_raw))
+        if ch.chance(0.12):
+            steps.append(_filter_step(ch, cluster))
+        else:
+            steps.append(_step(ch, backing, has_raw))
     return Sequence(steps, TOP, "qcow2", label)

@@ -1,0 +1,146 @@
+"""blkdebug against qemu-io 7.2: injected errors, config files, breakpoints.
+
+Every case runs the same commands under QEMU and qcowlab on alike images and
+compares the output, the exit status and the image bytes (so ``qemu-img check``
+finds the same leaks or corruption in both).
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.cli_support import differential, needs_qemu, qemu_setup
+
+pytestmark = needs_qemu
+
+
+def conf(event: str, errno: int = 5, once: str = "off", extra: str = "") -> str:
+    return (f'[inject-error]\nevent = "{event}"\nerrno = "{errno}"\nimmediately = "off"\n'
+            f'once ="{once}"\n{extra}')
+
+
+def image(config: str, size: str = "1G", opts: str = "cluster_size=1024", *io: list):
+    """Setup: the config file and a new image (then optional qemu-io runs)."""
+    base = qemu_setup(["img", "create", "-q", "-f", "qcow2", "-o", opts, "t.qcow2", size],
+                      *io)
+
+    def setup(d):
+        (d / "bd.conf").write_text(config)
+        base(d)
+    return setup
+
+
+def c(*cmds: str) -> list:
+    out = []
+    for cmd in cmds:
+        out += ["-c", cmd]
+    return out
+
+
+#: the metadata events of qemu-iotests 026, each with both errnos and once on/off
+EVENTS_026 = ["l1_update", "l2_load", "l2_update", "l2_alloc_write", "write_aio",
+              "refblock_load", "refblock_update_part", "refblock_alloc", "cluster_alloc"]
+#: other events a 128k write, read or compressed write reaches
+EVENTS_MORE = ["l2_alloc_cow_read", "cow_read", "cow_write", "read_aio", "read_compressed",
+               "write_compressed", "l2_update_compressed", "cluster_alloc_bytes",
+               "cluster_free", "vmstate_save", "vmstate_load", "refblock_alloc_hookup",
+               "refblock_alloc_write", "l1_grow_alloc_table", "l1_grow_write_table",
+               "l1_grow_activate_table", "pwritev", "flush_to_os"]
+
+
+@pytest.mark.parametrize("event", EVENTS_026)
+@pytest.mark.parametrize("errno", [5, 28])
+@pytest.mark.parametrize("once", ["on", "off"])
+@pytest.mark.parametrize("vmstate", ["", "-b "])
+def test_026_events(tmp_path, event, errno, once, vmstate):
+    pre = [["io", "-c", f"write {vmstate}0 512", "t.qcow2"]] if event == "l2_update" else []
+    setup = image(conf(event, errno, once), "1G", "cluster_size=1024", *pre)
+    cmds = c(f"write {vmstate}0 128k")
+    if event == "l2_load":
+        cmds += c(f"write {vmstate}0 128k", f"read {vmstate}0 128k")
+    differential(tmp_path, setup, "io", cmds + ["blkdebug:bd.conf:t.qcow2"])
+
+
+@pytest.mark.parametrize("event", EVENTS_MORE)
+@pytest.mark.parametrize("once", ["on", "off"])
+def test_more_events(tmp_path, event, once):
+    setup = image(conf(event, 5, once), "4M", "cluster_size=4096",
+                  ["io", "-c", "write -P 1 0 64k", "-c", "write -c -P 2 1M 4k", "t.qcow2"])
+    cmds = c("write -P 3 1k 2k", "read -P 2 1M 4k", "write -c -P 4 2M 4k", "write -P 5 1M 1k",
+             "write -b 0 8k", "read -b 0 8k", "write -P 6 3M 512k", "read 0 64k")
+    differential(tmp_path, setup, "io", cmds + ["blkdebug:bd.conf:t.qcow2"])
+
+
+@pytest.mark.parametrize("event", ["refblock_alloc_hookup", "refblock_alloc_write",
+                                   "refblock_alloc_write_blocks", "refblock_alloc_write_table",
+                                   "refblock_alloc_switch_table"])
+@pytest.mark.parametrize("once", ["on", "off"])
+def test_refcount_table_growth(tmp_path, event, once):
+    setup = image(conf(event, 28, once), "1G", "cluster_size=512")
+    differential(tmp_path, setup, "io", c("write 0 8M") + ["blkdebug:bd.conf:t.qcow2"])
+
+
+@pytest.mark.parametrize("config", [
+    # sector-targeted, iotype-restricted, state machine, immediately
+    conf("write_aio", 5, "on", 'sector = "130"\n'),
+    conf("l2_update", 5, "off", 'iotype = "flush"\n'),
+    conf("write_aio", 28, "off", 'iotype = "read"\n'),
+    '[set-state]\nevent = "l2_update"\nnew_state = "2"\n'
+    '[inject-error]\nevent = "write_aio"\nstate = "2"\nerrno = "5"\n',
+    '[inject-error]\nevent = "cluster_alloc"\nimmediately = "on"\nonce = "on"\n',
+    '# comment\n\n[inject-error]\nevent = "l2_load"\nerrno = "0x1c"\nonce = "yes"\n',
+], ids=["sector", "iotype-flush", "iotype-read", "set-state", "immediately", "hex-errno"])
+def test_rule_options(tmp_path, config):
+    setup = image(config, "1M", "cluster_size=65536",
+                  ["io", "-c", "write -P 1 0 128k", "t.qcow2"])
+    cmds = c("write -P 2 64k 4k", "write -P 3 256k 4k", "read -P 2 64k 4k", "flush",
+             "write -z 512k 64k", "discard 0 64k", "read 0 128k")
+    differential(tmp_path, setup, "io", cmds + ["blkdebug:bd.conf:t.qcow2"])
+
+
+@pytest.mark.parametrize("config", [
+    '[inject-error]\nevent = "bogus"\n', '[inject-error]\nevent = bogus\n',
+    'event = "l2_load"\n', '[inject-error]\nerrno = "5"\n',
+    '[inject-error]\nevent = "l2_load"\nonce = "maybe"\n',
+    '[inject-error]\nevent = "l2_load"\nerrno = "x"\n', '[foo]\nevent = "l2_load"\n',
+    '[inject-error]\nevent = "l2_load"\nfoo = "1"\n', '[inject-error]\nevent = "l2_load"\n   \n',
+    '[inject-error]\nevent = "l2_load"\niotype = "bogus"\n',
+    '[set-state]\nevent = "l2_load"\nnew_state = "2"\n[inject-error]\nevent="l2_load"\n',
+])
+def test_config_errors(tmp_path, config):
+    differential(tmp_path, image(config, "1M"), "io",
+                 c("read 0 1") + ["blkdebug:bd.conf:t.qcow2"])
+
+
+@pytest.mark.parametrize("args", [
+    c("read 0 1") + ["blkdebug:missing.conf:t.qcow2"],
+    c("read 0 1") + ["blkdebug:t.qcow2"],
+    c("read 0 1") + ["blkdebug::missing.qcow2"],
+    c("break foo A", "resume A", "remove_break A", "break l2_load A", "remove_break A",
+      "info") + ["blkdebug::t.qcow2"],
+    ["-f", "qcow2"] + c("write -P 7 0 64k", "read -P 7 0 64k", "map") + ["blkdebug::t.qcow2"],
+    c("open -o driver=qcow2 blkdebug::t.qcow2", "write 0 4k", "close", "open blkdebug::t.qcow2",
+      "read 0 4k"),
+    # rules given as options of the blkdebug node instead of a config file
+    ["--image-opts"] + c("write 0 4k", "write 0 4k") + [
+        "driver=qcow2,file.driver=blkdebug,file.image.filename=t.qcow2,"
+        "file.inject-error.0.event=write_aio,file.inject-error.0.errno=28,"
+        "file.inject-error.0.once=on"],
+    c("write 0 4k", "write 64k 4k") + [
+        'json:{"driver":"qcow2","file":{"driver":"blkdebug","image":{"driver":"file",'
+        '"filename":"t.qcow2"},"set-state":[{"event":"l2_update","new_state":"2"}],'
+        '"inject-error":[{"event":"write_aio","state":"2"}]}}'],
+    ["--image-opts"] + c("read 0 1") + [
+        "driver=qcow2,file.driver=blkdebug,file.image.filename=t.qcow2,"
+        "file.inject-error.0.event=bogus"],
+    c("open -o driver=qcow2,file.driver=blkdebug,file.config=bd.conf,"
+      "file.image.filename=t.qcow2", "write 0 4k"),
+])
+def test_filenames_and_commands(tmp_path, args):
+    differential(tmp_path, image("", "1M"), "io", args)
+
+
+def test_break_aio_request(tmp_path):
+    """A breakpoint hit by an aio request is announced and released by resume."""
+    differential(tmp_path, image("", "1M", "extended_l2=on"), "io",
+                 c("break write_aio A", "aio_write -P 1 0 4k", "wait_break A", "resume A",
+                   "aio_flush", "read -P 1 0 4k") + ["blkdebug::t.qcow2"])
