@@ -227,14 +227,29 @@ def case_id(path: Path) -> str:
     return path.stem
 
 
+#: (path as given, mtime, size) -> Case: selecting by group and running load a case once
+_loaded: dict[tuple[str, int, int], Case] = {}
+
+
 def load_case(path: Path) -> Case:
     """Load and validate one case file; every problem is a CaseError."""
     try:
-        return _load_case(path)
+        st = path.stat()
+    except OSError:  # reported by _load_case
+        st = None
+    key = (str(path), st.st_mtime_ns, st.st_size) if st else None
+    cached = _loaded.get(key) if key else None
+    if cached is not None:
+        return cached
+    try:
+        case = _load_case(path)
     except CaseError:
         raise
     except Exception as exc:  # a shape of YAML the checks above did not foresee
         raise CaseError(str(path), 1, f"cannot load case: {type(exc).__name__}: {exc}") from None
+    if key is not None:
+        _loaded[key] = case
+    return case
 
 
 def _load_case(path: Path) -> Case:

@@ -151,18 +151,19 @@ def _compare_golden(case: Case, config: RunConfig, run: _Run) -> CaseResult:
         expected = config.golden_dir / f"{case.id}.out"
         bad = _write_bad(run, case, run.output)
         return CaseResult(case.id, "fail",
-                          f"{case.path}:1: no golden file (expected {_rel(expected)}; "
-                          f"output kept in {_rel(bad)})", output=run.output)
+                          f"{case.path}:1: no golden file (expected {relative(expected)}; "
+                          f"output kept in {relative(bad)})", output=run.output)
     expected_text = ref.read_text(encoding="utf-8")
-    changes = golden.diff(expected_text, run.output, _rel(ref), _rel(run.test_dir / f"{case.id}.out.bad"))
+    changes = golden.diff(expected_text, run.output, relative(ref), relative(run.test_dir / f"{case.id}.out.bad"))
     if changes:
         bad = _write_bad(run, case, run.output)
-        return CaseResult(case.id, "fail", f"output mismatch (see {_rel(bad)})",
+        return CaseResult(case.id, "fail", f"output mismatch (see {relative(bad)})",
                           diff=changes, output=run.output)
     return CaseResult(case.id, "pass", output=run.output)
 
 
-def _rel(path: Path) -> str:
+def relative(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (for messages)."""
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
@@ -176,7 +177,7 @@ def _compare_impls(case: Case, qemu: _Run, emu: _Run) -> CaseResult:
         (qemu.test_dir / f"{case.id}.out.bad").write_text(qemu.output, encoding="utf-8")
         return CaseResult(case.id, "fail", f"emulator and qemu differ at line {line}",
                           diff=[f"--- qemu: {a}", f"+++ emulator: {b}",
-                                f"(outputs kept in {_rel(qemu.test_dir)} and {_rel(bad.parent)})"],
+                                f"(outputs kept in {relative(qemu.test_dir)} and {relative(bad.parent)})"],
                           output=emu.output)
     for name in sorted(set(qemu.files) | set(emu.files)):
         if name not in qemu.files or name not in emu.files:
@@ -193,7 +194,7 @@ def run_case(path: Path, config: RunConfig) -> CaseResult:
     name = path.stem
     t0 = time.monotonic()
     try:
-        case = load_case(Path(_rel(path)))
+        case = load_case(Path(relative(path)))
         impls = ["qemu", "emulator"] if config.impl == "both" else [config.impl]
         runs: list[_Run] = []
         for impl in impls:
@@ -233,15 +234,15 @@ def regenerate(path: Path, config: RunConfig, source: str) -> CaseResult:
     """--update-golden: run on ``source`` and store its output as the reference."""
     t0 = time.monotonic()
     try:
-        case = load_case(Path(_rel(path)))
+        case = load_case(Path(relative(path)))
         run = execute(case, config, source)
         if isinstance(run, str):
             return CaseResult(case.id, "not run", run)
         if run.step_error:  # never store a harness failure as reference output
             return CaseResult(case.id, "fail", f"golden file not updated: step failed: "
-                              f"{run.step_error} (scratch kept in {_rel(run.test_dir)})")
+                              f"{run.step_error} (scratch kept in {relative(run.test_dir)})")
         shutil.rmtree(run.test_dir, ignore_errors=True)
-        what, changes = golden.update(Path(_rel(config.golden_dir)), case.id, config.imgfmt,
+        what, changes = golden.update(Path(relative(config.golden_dir)), case.id, config.imgfmt,
                                       case.formats[0], config.imgopts, run.output)
     except CaseError as exc:
         return CaseResult(path.stem, "fail", str(exc))

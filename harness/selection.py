@@ -7,6 +7,7 @@ from typing import Optional
 
 from harness.case import load_case
 from harness.errors import CaseError
+from harness.runner import relative
 
 
 def all_cases(cases_dir: Path) -> list[Path]:
@@ -36,8 +37,8 @@ def resolve(names: list[str], cases_dir: Path) -> tuple[list[Path], list[str]]:
 
 
 def _groups(path: Path) -> Optional[set[str]]:
-    try:
-        return set(load_case(path).groups)
+    try:  # by the path the run loads it by: loaded once
+        return set(load_case(Path(relative(path))).groups)
     except CaseError:
         return None
 

@@ -37,6 +37,7 @@ SETUP = [
     "qemu-img create -q -f qcow2 -o cluster_size=4096 nested.qcow2 1M",
     "qemu-io -c 'write -P 0x11 0 64k' nested.qcow2",
     "qemu-img create -q -f raw bd.conf 0",
+    "qemu-img create -q -f qcow2 -o data_file=d.raw dimg.qcow2 1M",
 ]
 _lo, _hi = (int(x) for x in os.environ.get("QCOWLAB_OPTS_SEEDS", "0:100").split(":"))
 SEEDS = range(_lo, _hi)

@@ -58,14 +58,14 @@ def u64(path: str, offset: int) -> int:
 def emulated_check(path: str, repair: Optional[str]) -> tuple[dict, str, Optional[int]]:
     """qemu-img check's sequence in process: (json-like fields, stderr, error errno)."""
     from emulator.block.node import BlockError
-    from emulator.block.open import close_image, open_image
+    from emulator.block.open import OPEN_FLAG, close_image, open_image
     from emulator.qcow2.check import check
     fix = FIX[repair]
     err = _stdio.StringIO()
     fields: dict = {}
     failure = None
     with redirect_stderr(err):
-        node = open_image(path, "qcow2", read_only=not fix, options={"x-check": True})
+        node = open_image(path, "qcow2", read_only=not fix, options={"x-check": OPEN_FLAG})
         try:
             res = check(node, fix)
             if res.corruptions_fixed or res.leaks_fixed:

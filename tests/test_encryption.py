@@ -78,7 +78,7 @@ def mask(text: str) -> str:
 
 def both(tool: str, args: List[str], qdir: Path, odir: Path) -> Tuple[str, int]:
     """The same command with QEMU in ``qdir`` and the emulator in ``odir``: same output."""
-    qout, qrc = run_qemu(tool, args, qdir)
+    qout, qrc = qemu_retry(tool, args, qdir)
     oout, orc = run_ours(tool, args, odir)
     assert mask(oout) == mask(qout), (args, qout, oout)
     assert orc == qrc, (args, qout, oout)
@@ -126,7 +126,7 @@ def assert_same_but_random(a: Path, b: Path, qcow2: bool) -> None:
 
 # ------------------------------------------------------------------ qcow2+LUKS
 #: every combination once, alternately with and without extended L2 entries
-INTEROP = [(c, "on" if i % 2 else "off") for i, c in enumerate(COMBOS)] + [(COMBOS[0], "on")]
+INTEROP = [(c, "on" if i % 2 else "off") for i, c in enumerate(COMBOS)]
 
 
 @pytest.mark.parametrize("combo,extl2", INTEROP,

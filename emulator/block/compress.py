@@ -11,7 +11,8 @@ import errno
 
 from emulator.block import io
 from emulator.block.node import (
-    BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_RAW, BDRV_REQ_WRITE_COMPRESSED, BlockError, BlockNode, BlockStatus,
+    BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_RAW, BDRV_REQ_WRITE_COMPRESSED, BlockError, BlockNode,
+    BlockStatus,
 )
 
 

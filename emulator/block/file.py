@@ -127,6 +127,9 @@ class FileNode(BlockNode):
         self.has_write_zeroes = True
         self.has_fallocate = True
         self.request_alignment = 1
+        #: cache.direct=on (O_DIRECT in QEMU): reads must leave no pages in the host's
+        #: page cache, which would make ext4 report unwritten extents as data
+        self.direct = False
         self.supports_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK
         # extending a regular file reads back as zeroes
         self.supported_truncate_flags = BDRV_REQ_ZERO_WRITE
@@ -150,7 +153,13 @@ class FileNode(BlockNode):
 
     def drv_preadv(self, offset: int, length: int) -> bytes:
         self.io_ops += 1
+        if self.direct:  # no readahead past the request
+            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_RANDOM)
         data = os.pread(self.fd, length, offset)
+        if self.direct:  # whole pages: the kernel keeps partly covered ones
+            start = offset & ~4095
+            os.posix_fadvise(self.fd, start, -(-(offset + length - start) // 4096) * 4096,
+                             os.POSIX_FADV_DONTNEED)
         while len(data) < length:
             more = os.pread(self.fd, length - len(data), offset + len(data))
             if not more:

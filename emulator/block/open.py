@@ -5,9 +5,12 @@
 stderr for a writable probed image), opens the format node and, through the
 callback it hands to the qcow2 driver, the backing chain (read-only, backing
 names resolved against the image's directory). On the way it applies the
-generic options (discard, detect-zeroes, force-share, copy-on-read, file.*),
-rejects unknown ones like bdrv_open_inherit, and takes the image locks
-(emulator/block/locking.py). The returned root node carries a
+generic options (discard, detect-zeroes, force-share, copy-on-read,
+node-name), opens children given by options ("file.*" as a host file, a
+protocol such as blkdebug or null-co, or another format; "backing.*",
+"backing": null), rejects unknown ones like bdrv_open_inherit, records each
+node's own options (``own_options``, for reopen and its refreshed filename)
+and takes the image locks (emulator/block/locking.py). The returned root node carries a
 :class:`~emulator.block.backend.BlockBackend` in ``node.blk``.
 ``reopen_read_write(node)`` makes a read-only node writable (commit);
 ``close_image(node)`` flushes and closes the tree.
@@ -56,7 +59,8 @@ def backing_full_path(image: str, backing: str) -> str:
 _COMMON_OPTS = {"node-name", "driver", "cache.direct", "cache.no-flush", "read-only",
                 "auto-read-only", "detect-zeroes", "discard", "force-share"}
 #: open flags the tools set through the options (x-check is BDRV_O_CHECK, x-no-io
-#: BDRV_O_NO_IO, x-native-aio BDRV_O_NATIVE_AIO); their value is OPEN_FLAG, so a user's option of that name is refused
+#: BDRV_O_NO_IO, x-native-aio BDRV_O_NATIVE_AIO); their value is OPEN_FLAG, so a
+#: user's option of that name is refused
 _FLAG_OPTS = {"x-check", "x-no-io", "x-native-aio"}
 OPEN_FLAG = object()
 #: runtime options of the drivers (qcow2_runtime_opts, raw_runtime_opts, file-posix's)
@@ -124,7 +128,26 @@ def _common_options(options: dict, unmap: bool, read_only: bool,
     if detect == "unmap" and not unmap:
         raise BlockError(errno.EINVAL, "setting detect-zeroes to unmap is not allowed "
                                        "without setting discard operation to unmap")
+    _assign_node_name(opt_text(options.get("node-name")))
     return unmap, detect
+
+
+#: node names given to the nodes of the tree being opened (QEMU's graph of named nodes)
+_node_names: set[str] = set()
+
+
+def _assign_node_name(name: str | None) -> None:
+    """bdrv_assign_node_name's checks of a node-name option (unnamed nodes aside)."""
+    if name is None:
+        return
+    if not name[:1].isascii() or not name[:1].isalpha() \
+            or not all(c.isascii() and (c.isalnum() or c in "-._") for c in name[1:]):
+        raise BlockError(errno.EINVAL, f"Invalid node-name: '{name}'")
+    if len(name) >= 32:
+        raise BlockError(errno.EINVAL, "Node name too long")
+    if name in _node_names:
+        raise BlockError(errno.EINVAL, f"Duplicate nodes with node-name='{name}'")
+    _node_names.add(name)
 
 
 def probe_format(file: BlockNode, filename: str) -> str:
@@ -148,6 +171,7 @@ def open_image(filename: str, fmt: str | None = None, *, read_only: bool = False
     BDRV_O_COPY_ON_READ (qemu-io -C).
     """
     options = dict(options or {})
+    _node_names.clear()  # one tree is open at a time: names of closed trees are free
     share = options.pop("force-share", None)
     force_share = force_share or share in (True, "on")
     node = _open_node(filename, fmt, read_only=read_only, options=options,
@@ -189,11 +213,11 @@ def _open_file(filename: str, read_only: bool, options: dict,
     from emulator.block.file import FileNode
     given = dict(options)
     options.pop("filename", None)
-    _generic_checks(options, read_only, force_share)
+    flags = _common_options(options, True, read_only, force_share)
     file = FileNode(filename, read_only)
     file.own_options = _own_options("file", {**given, "filename": filename})
     try:
-        file.unmap, file.detect_zeroes = _common_options(options, True, read_only, force_share)
+        file.unmap, file.detect_zeroes = flags
         if options.get("cache.direct") in (True, "on"):
             file.direct = True
             file.request_alignment = _direct_io_alignment(filename)
@@ -327,7 +351,7 @@ def _open_protocol(fmt: str, options: dict, read_only: bool, force_share: bool,
                    chain: list[BlockNode] | None) -> BlockNode:
     """A null-co/null-aio node, or blkdebug over its image child."""
     given = dict(options)
-    _generic_checks(options, read_only, force_share)
+    flags = _common_options(options, True, read_only, force_share)
     if fmt == "blkdebug":
         from emulator.block.blkdebug_opts import open_blkdebug
         node = open_blkdebug(options, lambda name, opts: _open_child(
@@ -338,7 +362,7 @@ def _open_protocol(fmt: str, options: dict, read_only: bool, force_share: bool,
     node.own_options = _own_options(fmt, given)
     try:
         node.read_only = read_only
-        node.unmap, node.detect_zeroes = _common_options(options, True, read_only, force_share)
+        node.unmap, node.detect_zeroes = flags
         _reject_unknown(options, fmt)
         io.refresh_total_sectors(node)
     except BlockError:
@@ -357,6 +381,8 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
     if fmt in _PROTOCOLS:
         return _open_protocol(fmt, options, read_only, force_share, chain)
     if fmt is not None and fmt not in FORMATS and fmt != "file":
+        if fmt in QEMU_DRIVER_NAMES:
+            raise BlockError(errno.ENOTSUP, f"Driver '{fmt}' is not modelled by qcowlab")
         raise BlockError(errno.EINVAL, f"Unknown driver '{fmt}'")
     if fmt == "file":
         if filename is None:
@@ -424,10 +450,11 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
                     if backing_ref is not None:
                         raise BlockError(errno.EINVAL, f"Cannot find device='{backing_ref}' "
                                                        f"nor node-name='{backing_ref}'")
+                    # only a chain named by the images themselves can loop for ever
                     return _open_node(path, driver if isinstance(driver, str) else None,
                                       read_only=True, options=opts, no_backing=False,
                                       unmap=True, force_share=force_share,
-                                      chain=chain + [file])
+                                      chain=[] if backing_opts else chain + [file])
                 except BlockError as e:
                     raise BlockError(e.errno, "Could not open backing file: " + e.message,
                                      e.hint) from None

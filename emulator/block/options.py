@@ -82,8 +82,11 @@ def is_on(value: object) -> bool:
 
 
 def subdict(options: dict, prefix: str) -> dict:
-    """qdict_extract_subqdict: pop the keys starting with ``prefix``, prefix removed."""
-    out = {}
-    for key in [k for k in options if k.startswith(prefix)]:
-        out[key[len(prefix):]] = options.pop(key)
-    return out
+    """qdict_extract_subqdict: pop the keys starting with ``prefix``, prefix removed,
+    inserted in the source's QDict order (which later QDict orders depend on)."""
+    keys = [k for k in options if k.startswith(prefix)]
+    if not keys:
+        return {}
+    from emulator.cli.qobject import qdict_items
+    return {k[len(prefix):]: options.pop(k) for k, _ in qdict_items(options)
+            if k.startswith(prefix)}

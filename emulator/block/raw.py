@@ -45,6 +45,25 @@ def _parse_size(name: str, value: object) -> int:
     return int(absorb({name: value}, {name: SIZE}).get(name, 0))
 
 
+def window(file: BlockNode, options: dict) -> tuple[int, int, bool]:
+    """raw_read_options + raw_apply_options: (offset, size, size given) of the
+    ``offset``/``size`` options (consumed) over ``file``, checked as QEMU does."""
+    offset = _parse_size("offset", options.pop("offset", 0))
+    has_size = "size" in options
+    size = _parse_size("size", options.pop("size", 0))
+    real_size = io.getlength(file)
+    if offset > real_size:
+        raise BlockError(errno.EINVAL, f"Offset ({offset}) cannot be greater than "
+                         f"size of the containing file ({real_size})")
+    if has_size and real_size - offset < size:
+        raise BlockError(errno.EINVAL, f"The sum of offset ({offset}) and size "
+                         f"({size}) has to be smaller or equal to the  actual size of "
+                         f"the containing file ({real_size})")
+    if has_size and size % SECTOR_SIZE:
+        raise BlockError(errno.EINVAL, f"Specified size is not multiple of {SECTOR_SIZE}")
+    return offset, size if has_size else real_size - offset, has_size
+
+
 class RawNode(BlockNode):
     """A raw image: guest offset + ``offset`` option = file offset."""
 
@@ -58,26 +77,13 @@ class RawNode(BlockNode):
         self.read_only = read_only
         self.probed = probed
         self.filename = file.filename
-        self.offset = _parse_size("offset", options.pop("offset", 0))
-        self.has_size = "size" in options
-        size = _parse_size("size", options.pop("size", 0))
+        self.offset, self.size, self.has_size = window(file, options)
         self.supports_zero_flags = (BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK) \
             & file.supports_zero_flags
         self.supported_truncate_flags = getattr(file, "supported_truncate_flags", 0) \
             & BDRV_REQ_ZERO_WRITE
         if probed:
             self.request_alignment = SECTOR_SIZE
-        real_size = io.getlength(file)
-        if self.offset > real_size:
-            raise BlockError(errno.EINVAL, f"Offset ({self.offset}) cannot be greater than "
-                             f"size of the containing file ({real_size})")
-        if self.has_size and real_size - self.offset < size:
-            raise BlockError(errno.EINVAL, f"The sum of offset ({self.offset}) and size "
-                             f"({size}) has to be smaller or equal to the  actual size of "
-                             f"the containing file ({real_size})")
-        if self.has_size and size % SECTOR_SIZE:
-            raise BlockError(errno.EINVAL, f"Specified size is not multiple of {SECTOR_SIZE}")
-        self.size = size if self.has_size else real_size - self.offset
 
     def _adjust_offset(self, offset: int, length: int, is_write: bool) -> int:
         if self.has_size and (offset > self.size or length > self.size - offset):

@@ -1,9 +1,10 @@
 """Reopening a node tree with new options (bdrv_reopen with keep_old_opts, block.c).
 
 ``prepare(node, options)`` splits the options over the node and its children
-("backing." and "file." prefixes), checks every node in QEMU's queue order
-(the node, its backing chain, its file) and returns the qcow2 option changes
-to apply; it raises BlockError with QEMU's message and changes nothing
+("backing.", "file." and blkdebug's "image." prefixes), checks every node in
+QEMU's queue order (the node, its backing chain, its file) and returns the
+qcow2 runtime option and raw offset/size changes to apply; it raises
+BlockError with QEMU's message and changes nothing
 (except what QEMU's prepare stage does itself: flushing caches, marking a
 lazy-refcounts image clean). ``commit(changes)`` applies them.
 """
@@ -30,7 +31,8 @@ def _queue(node: BlockNode, options: dict) -> list[tuple[BlockNode, dict]]:
         queue += _queue(node.backing, subdict(options, "backing."))
     file = node.file if node.file is not None and node.file is not node else None
     if file is not None:
-        queue += _queue(file, subdict(options, "file."))
+        name = "image" if node.format_name == "blkdebug" else "file"
+        queue += _queue(file, subdict(options, name + "."))
     return queue
 
 
@@ -39,6 +41,7 @@ def _old_options(node: BlockNode) -> dict:
     old = {"driver": node.format_name}
     if node.format_name == "file":
         old["filename"] = node.filename
+    old.update(getattr(node, "own_options", None) or {})
     return old
 
 
@@ -74,6 +77,12 @@ def _check_node(node: BlockNode, options: dict, changes: list) -> None:
         merged = runtime_opts.join_options(new, node.runtime_options)
         changes.append((node, merged, runtime_opts.prepare(node, dict(merged),
                                                            node.discard_unmap)))
+    elif node.format_name == "raw":
+        from emulator.block.raw import window
+        old = getattr(node, "own_options", None) or {}
+        merged = {k: old[k] for k in ("offset", "size") if k in old}
+        merged.update({k: options.pop(k) for k in ("offset", "size") if k in options})
+        changes.append((node, merged, window(node.file, dict(merged))))
     for key in ("backing", "file"):
         ref = options.pop(key, None)
         if isinstance(ref, str):
@@ -81,21 +90,35 @@ def _check_node(node: BlockNode, options: dict, changes: list) -> None:
     old = _old_options(node)
     from emulator.cli.qobject import qdict_items
     for key, value in qdict_items(options):
-        if opt_text(value) != old.get(key):
+        if opt_text(value) != opt_text(old.get(key)):
             raise BlockError(errno.EINVAL, f"Cannot change the option '{key}'")
 
 
 def prepare(node: BlockNode, options: dict) -> list:
     """Check the reopen of ``node`` with ``options``; the changes for :func:`commit`."""
+    import os
+
+    from emulator.block import io
+    queue = _queue(node, dict(options))
+    for member, _ in queue:  # bdrv_reopen_multiple flushes every node first
+        try:
+            io.flush(member)
+        except BlockError as e:
+            raise BlockError(e.errno, f"Error flushing drive: {os.strerror(e.errno)}") from None
     changes: list = []
-    for member, opts in _queue(node, dict(options)):
+    for member, opts in queue:
         _check_node(member, opts, changes)
     return changes
 
 
 def commit(changes: list) -> None:
-    """bdrv_reopen_commit: the qcow2 nodes take their new runtime options."""
+    """bdrv_reopen_commit: qcow2 nodes take their new runtime options, raw nodes their
+    new window."""
     from emulator.qcow2 import runtime_opts
     for node, kept, r in changes:
+        if node.format_name == "raw":
+            node.offset, node.size, node.has_size = r
+            node.own_options = {**(getattr(node, "own_options", None) or {}), **kept}
+            continue
         node.runtime_options = kept
         runtime_opts.commit(node, r)

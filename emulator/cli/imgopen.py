@@ -19,20 +19,29 @@ def parse_image_opts(text: str, implied: str | None = "file") -> dict | None:
     return opts.to_dict()
 
 
-def _flatten(prefix: str, value: object, out: dict) -> None:
-    """qdict_flatten(): nested objects become dotted keys (overriding a dotted key
-    given as such); scalars keep their JSON type."""
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = [(str(i), v) for i, v in enumerate(value)]
+def _flatten_into(prefix: str, value: object, out: dict) -> None:
+    """qdict_flatten below the top level: entries in QDict order, nested ones
+    recursively, lists by index; empty containers kept as values."""
+    from emulator.cli.qobject import qdict_items
+    if isinstance(value, dict) and value:
+        for k, v in qdict_items(value):
+            _flatten_into(f"{prefix}{k}.", v, out)
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            _flatten_into(f"{prefix}{i}.", v, out)
     else:
-        items = []
-    if not items:
         out[prefix[:-1]] = value
-        return
-    for k, v in sorted(items, key=lambda kv: isinstance(kv[1], (dict, list))):
-        _flatten(f"{prefix}{k}.", v, out)
+
+
+def _flatten(obj: dict) -> dict:
+    """qdict_flatten(): top-level scalars stay where they are, nested objects become
+    dotted keys appended in QDict order (replacing a dotted key given as such)."""
+    from emulator.cli.qobject import qdict_items
+    out = {k: v for k, v in obj.items() if not (isinstance(v, (dict, list)) and v)}
+    for key, value in qdict_items(obj):
+        if isinstance(value, (dict, list)) and value:
+            _flatten_into(key + ".", value, out)
+    return out
 
 
 def json_filename_options(name: str) -> dict:
@@ -45,9 +54,7 @@ def json_filename_options(name: str) -> dict:
         raise BlockError(errno.EINVAL, f"Could not parse the JSON options: {e}") from None
     if not isinstance(obj, dict):
         raise BlockError(errno.EINVAL, "Invalid JSON object given")
-    out: dict = {}
-    _flatten("", obj, out)
-    return out
+    return _flatten(obj)
 
 
 #: protocol prefixes QEMU 7.2 recognises in a filename ("nbd:...", "blkdebug:...")
@@ -87,7 +94,8 @@ def open_options(name: str | None, options: dict, read_only: bool, force_share: 
     from emulator.block.open import open_image
     opts = dict(options)
     if name is not None and name.startswith("json:"):
-        for key, value in json_filename_options(name).items():
+        from emulator.cli.qobject import qdict_items
+        for key, value in qdict_items(json_filename_options(name)):  # qdict_join
             opts.setdefault(key, value)
         name = None
     fmt = opts.pop("driver", None)

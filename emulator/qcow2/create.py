@@ -216,7 +216,8 @@ def _write_image(filename: str, size: int, version: int, cluster_bits: int,
         table = struct.pack(">Q", 2 * cs) + bytes(2 * cs - 8)
         io.pwrite(file, cs, table)
         file.unmap = False
-        node = Qcow2.open(file, {"data-file": data_file} if data_file else {}, False, None)
+        node = Qcow2.open(file, {"data-file.filename": data_file} if data_file else {}, False,
+                          None)
         node.unmap = False
         io.refresh_total_sectors(node)
         if alloc_clusters(node, 3 * cs) != 0:

@@ -339,11 +339,23 @@ class Qcow2(BlockNode):
         self.has_data_file = bool(self.incompatible_features & hdr.INCOMPAT_DATA_FILE)
         self.data_file_raw = bool(self.autoclear_features & hdr.AUTOCLEAR_DATA_FILE_RAW)
         self.data_file = self.file
+        child_opts = {k[10:]: options.pop(k) for k in list(options) if k.startswith("data-file.")}
+        ref = options.pop("data-file", None)
         if no_io:
             return
-        name = options.get("data-file")
+        if isinstance(ref, str):  # a node reference: qemu-img/qemu-io have no other nodes
+            raise BlockError(errno.EINVAL, f"Cannot find device='{ref}' nor node-name='{ref}'")
+        if child_opts:  # the data-file child given by options
+            from emulator.block.open import _open_child
+            node = _open_child(None, child_opts, self.read_only, False)
+            if not self.has_data_file:
+                node.drv_close()
+                raise BlockError(errno.EINVAL, "'data-file' can only be set for images with an "
+                                               "external data file")
+            self.data_file = node
+            return
+        name = self.image_data_file if self.has_data_file else None
         if self.has_data_file:
-            name = name or self.image_data_file
             if not name:
                 raise BlockError(errno.EINVAL, "'data-file' is required for this image")
             from emulator.block.file import FileNode
@@ -355,9 +367,6 @@ class Qcow2(BlockNode):
                 node.request_alignment = _direct_io_alignment(name)
             _io().refresh_total_sectors(node)
             self.data_file = node
-        elif name:
-            raise BlockError(errno.EINVAL, "'data-file' can only be set for images with an "
-                                           "external data file")
         elif self.data_file_raw:
             raise BlockError(errno.EINVAL, "data-file-raw requires a data file")
 

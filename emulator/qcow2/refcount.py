@@ -400,13 +400,26 @@ def shrink_reftable(s) -> None:
             set_refcount_in_block(block, (off >> s.cluster_bits) & (s.refcount_block_size - 1),
                                   s.refcount_order, 0)
         new_table.append(s.refcount_table[i] if any(block) else 0)
-    s.file_write(s.refcount_table_offset, struct.pack(f">{len(new_table)}Q", *new_table))
+    error = None
+    try:
+        s.file_write_sync(s.refcount_table_offset,
+                          struct.pack(f">{len(new_table)}Q", *new_table))
+    except BlockError as e:
+        error = e
+    # after a failed write the table on disk may be partly new: the dropped
+    # entries are forgotten in memory all the same
     for i in range(s.refcount_table_size):
         if s.refcount_table[i] and not new_table[i]:
-            _discard_refcount_block(s, s.refcount_table[i] & REFT_OFFSET_MASK)
+            if error is None:
+                try:
+                    _discard_refcount_block(s, s.refcount_table[i] & REFT_OFFSET_MASK)
+                except BlockError as e:
+                    error = e
             s.refcount_table[i] = 0
     if not s.cache_discards:
-        process_discards(s)
+        process_discards(s, error is None)
+    if error is not None:
+        raise error
 
 
 def _walk_over_reftable(s, new: dict, new_block, block_entries: int, new_order: int,

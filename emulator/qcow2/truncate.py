@@ -81,7 +81,11 @@ def truncate(s, offset: int, exact: bool, prealloc: str, flags: int) -> None:
                 cluster_discard(s, start, old_length - start, DISCARD_ALWAYS, True)
             except BlockError as e:
                 raise BlockError(e.errno, f"Failed to discard cropped clusters: {e.message}")
-        _shrink_l1_table(s, new_l1_size)
+        try:
+            _shrink_l1_table(s, new_l1_size)
+        except BlockError as e:
+            raise BlockError(e.errno, f"Failed to reduce the number of L2 tables: "
+                                      f"{errno_message(e.errno)}")
         try:
             shrink_reftable(s)
         except BlockError as e:
@@ -121,9 +125,16 @@ def truncate(s, offset: int, exact: bool, prealloc: str, flags: int) -> None:
             n = min(zero_start, offset) - old_length
             s.drv_pwritev(old_length, bytes(n), 0)
     if prealloc != "off":
-        s.write_caches()
+        try:
+            s.write_caches()
+        except BlockError as e:
+            raise BlockError(e.errno, f"Failed to flush the preallocated area to disk: "
+                                      f"{errno_message(e.errno)}")
     s.size = offset
-    s.file_write(24, struct.pack(">Q", offset))
+    try:
+        s.file_write_sync(24, struct.pack(">Q", offset))
+    except BlockError as e:
+        raise BlockError(e.errno, f"Failed to update the image size: {errno_message(e.errno)}")
     # qcow2_update_options: the caches are flushed and made anew for the new size
     s.flush_all_caches()
     s._create_caches()
@@ -186,8 +197,19 @@ def _shrink_l1_table(s, new_l1_size: int) -> None:
     from emulator.qcow2.header import L1E_OFFSET_MASK
     if new_l1_size >= s.l1_size:
         return
-    _io().pwrite_zeroes(s.file, s.l1_table_offset + new_l1_size * 8,
-                        (s.l1_size - new_l1_size) * 8, 0)
+    if s.blkdbg:
+        s.blkdbg("l1_shrink_write_table")
+    try:
+        _io().pwrite_zeroes(s.file, s.l1_table_offset + new_l1_size * 8,
+                            (s.l1_size - new_l1_size) * 8, 0)
+        if s.blkdbg:  # the flush that follows can only fail under blkdebug
+            _io().flush(s.file)
+    except BlockError:
+        # the table on disk may be partly cleared: forget those entries
+        s.l1_table[new_l1_size:] = [0] * (s.l1_size - new_l1_size)
+        raise
+    if s.blkdbg:
+        s.blkdbg("l1_shrink_free_l2_clusters")
     for i in range(s.l1_size - 1, new_l1_size - 1, -1):
         l2_offset = s.l1_table[i] & L1E_OFFSET_MASK
         if not l2_offset:

@@ -32,6 +32,8 @@ class Entry:
     implicit: list["Entry"] = field(default_factory=list)
     #: the nodes one blockdev-add made, in the order QEMU lists them
     group: list["Entry"] = field(default_factory=list)
+    backing_ref: Optional["Entry"] = None   # a named node used as backing file
+    backing_of: Optional[str] = None        # the overlay using this node as backing
     uses: Optional["Entry"] = None   # a monitor-owned file node this node sits on
     users: int = 0
 
@@ -74,22 +76,25 @@ class Graph:
         ref = self.entries.get(args["file"]) if isinstance(args.get("file"), str) else None
         if isinstance(args.get("file"), str) and ref is None:
             raise _not_found(args["file"], args["file"])
-        for key in ("backing", "data-file"):
-            if isinstance(args.get(key), str):
-                raise QmpError(f"qcowlab does not model a node reference in '{key}'")
+        if isinstance(args.get("data-file"), str):
+            raise QmpError("qcowlab does not model a node reference in 'data-file'")
         options = _open_options(args, ref)
         if name in self.entries:
             _check_file_exists(options)  # QEMU opens the file before it names the node
             raise QmpError(f"Duplicate nodes with node-name='{name}'")
         node = self._open(options, bool(args.get("read-only", False)), ref)
         entry = Entry(name, node, driver, True, dict(args), uses=ref)
+        if isinstance(args.get("backing"), str):
+            self._attach_backing(entry, args["backing"])
         if ref is not None:
             ref.node, ref.users = node.file, ref.users + 1
         elif driver != "file":
             file_name = (args.get("file") or {}).get("node-name") or self._auto_name()
             entry.implicit.append(Entry(file_name, node.file, "file", False))
-        # QEMU lists a backing chain's nodes (deepest first) before their user
-        backing, chain = node.backing, []
+        # QEMU lists a backing chain's nodes (deepest first) before their user;
+        # a named backing node is listed as its own
+        backing = node.backing if entry.backing_ref is None else None
+        chain: list[Entry] = []
         while backing is not None:
             level = [Entry(self._auto_name(), backing, backing.format_name, False)]
             if backing.file is not None and backing.file is not backing:
@@ -102,6 +107,20 @@ class Graph:
             member.node.node_name = member.name
             self.entries[member.name] = member
         return {}
+
+    def _attach_backing(self, entry: Entry, name: str) -> None:
+        """``"backing": NAME``: the overlay, opened without a backing file, reads
+        through the named node, which stays as it was opened."""
+        base = self.entries.get(name)
+        if base is None:
+            from emulator.cli.imgopen import close
+            close(entry.node)
+            raise QmpError(f"Could not open backing file: Cannot find device='{name}' "
+                           f"nor node-name='{name}'")
+        entry.node.backing = base.node
+        entry.backing_ref = base
+        base.users += 1
+        base.backing_of = entry.name
 
     def _open(self, options: dict[str, Any], read_only: bool, ref: Optional[Entry]) -> Any:
         """Open a node tree; a file node it sits on is closed first (reopened on failure)."""
@@ -125,6 +144,9 @@ class Graph:
             raise QmpError(f"Failed to find node with node-name='{name}'")
         if not entry.owned:
             raise QmpError(f"Node {name} is not owned by the monitor")
+        if entry.backing_of is not None:
+            raise QmpError(f"Node '{name}' is busy: node is used as backing hd of "
+                           f"'{entry.backing_of}'")
         if entry.users:
             raise QmpError(f"Block device {name} is in use")
         self._close(entry)
@@ -133,6 +155,11 @@ class Graph:
     def _close(self, entry: Entry) -> None:
         from emulator.cli.imgopen import close
         from emulator.qcow2.bitmap_dirty import BitmapError
+        base = entry.backing_ref
+        if base is not None:  # the named backing node stays open
+            entry.node.backing = None
+            base.users -= 1
+            base.backing_of = None
         try:
             close(entry.node)
         except BitmapError as exc:  # storing persistent bitmaps failed: QEMU reports it
@@ -147,10 +174,13 @@ class Graph:
 
     def close_all(self) -> None:
         """Quit: close the users before the nodes they use."""
-        for entry in [e for e in self.entries.values() if e.owned and e.uses is not None]:
-            self._close(entry)
+        while True:
+            unused = [e for e in self.entries.values() if e.owned and not e.users]
+            if not unused:
+                break
+            self._close(unused[0])
         for entry in [e for e in self.entries.values() if e.owned]:
-            self._close(entry)
+            self._close(entry)  # still held by a job
 
     def released(self, entry: Entry) -> "_Released":
         """The file node's host file closed for a while (blockdev-create writes it)."""
@@ -249,14 +279,14 @@ class Graph:
 
 def _open_options(args: dict[str, Any], ref: Optional[Entry]) -> dict[str, Any]:
     """blockdev-add's arguments as the block layer's options (a ``json:`` file name):
-    a referenced file node's own options, the data file by its file name."""
+    a referenced file node's own options."""
     options = {k: v for k, v in args.items() if k not in _TOP_ONLY}
     if ref is not None:
         options["file"] = {"driver": "file", **_file_options(ref)}
     if isinstance(options.get("file"), dict):
         options["file"] = {k: v for k, v in options["file"].items() if k != "node-name"}
-    if isinstance(options.get("data-file"), dict):
-        options["data-file"] = options["data-file"].get("filename")
+    if isinstance(options.get("backing"), str):
+        options["backing"] = None  # attached once open
     return options
 
 

@@ -49,17 +49,21 @@ class Jobs:
         self._status(job, "running")
         try:
             work()
-        except QmpError as exc:
-            job.error = exc.desc
+        except Exception as exc:  # the job fails; a model bug must not leave it running
+            job.error = exc.desc if isinstance(exc, QmpError) else \
+                f"qcowlab internal error: {type(exc).__name__}: {exc}"
             self._status(job, "aborting")
             self._status(job, "concluded")
             return {}
-        done = lambda: [self._status(job, s) for s in ("waiting", "pending", "concluded")]
         if kind == "amend":
-            done()
+            self._conclude(job)
         else:
-            self.daemon.deferred.append(done)
+            self.daemon.deferred.append(lambda: self._conclude(job))
         return {}
+
+    def _conclude(self, job: Job) -> None:
+        for status in ("waiting", "pending", "concluded"):
+            self._status(job, status)
 
     # --- commands ---------------------------------------------------------------
     def create(self, args: dict[str, Any]) -> dict[str, Any]:

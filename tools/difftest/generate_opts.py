@@ -52,12 +52,13 @@ GENERIC_VALUES = {
     "read-only": ["on", "off", "maybe"],
     "cache.no-flush": ["on", "off"],
     "auto-read-only": ["off", "on", "x"],
-    "node-name": ["n1"],
+    "node-name": ["n1", "f0", "1bad"],
     "bogus": ["1"],
 }
 FILE_VALUES = {
     "locking": ["on", "off", "auto", "maybe"],
     "aio": ["threads", "native", "bad"],
+    "node-name": ["f0"],
     "bogus": ["x"],
 }
 
@@ -212,9 +213,12 @@ def _io_cmds(ch: Chooser, writable: bool) -> list[str]:
 
 
 def _reopen(ch: Chooser) -> str:
-    kind = ch.choice(["qcow2", "qcow2", "generic", "file", "rw", "backing"])
+    kind = ch.choice(["qcow2", "qcow2", "generic", "file", "rw", "backing", "window"])
     if kind == "rw":
         return ch.choice(["reopen -r", "reopen -w", "reopen -r -w"])
+    if kind == "window":  # raw's offset/size (other drivers cannot change them)
+        return "reopen -o " + ch.choice(["offset=8k", "size=32k", "offset=0,size=64k",
+                                         "offset=abc", "size=1000", "offset=2M"])
     table = {"qcow2": QCOW2_VALUES, "generic": GENERIC_VALUES, "file": FILE_VALUES,
              "backing": QCOW2_VALUES}[kind]
     opts = _pick(ch, table, ch.integer(1, 2))
