@@ -104,9 +104,9 @@ def read_snapshots(s, repair: bool) -> SnapshotTable:
                 extra_size = MAX_EXTRA_DATA
             unknown = _read(s, offset, extra_size - EXTRA_DATA_SIZE)
             offset = extra_end
-        id_str = _read(s, offset, id_size).split(b"\0", 1)[0].decode("utf-8", "replace")
+        id_str = _read(s, offset, id_size).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         offset += id_size
-        name = _read(s, offset, name_size).split(b"\0", 1)[0].decode("utf-8", "replace")
+        name = _read(s, offset, name_size).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         offset += name_size
         length += ENTRY_HEADER_SIZE + extra_size + id_size + name_size
         if length > MAX_TABLE_SIZE or offset - start > INT_MAX:
@@ -137,15 +137,21 @@ def write_snapshots(s, snapshots: list[Snapshot]) -> None:
     size = 0
     for sn in snapshots:
         size = -(-size // 8) * 8 + ENTRY_HEADER_SIZE + max(EXTRA_DATA_SIZE, sn.extra_data_size)
-        size += len(sn.id_str.encode()) + len(sn.name.encode())
+        size += len(sn.id_str.encode("utf-8", "surrogateescape"))
+        size += len(sn.name.encode("utf-8", "surrogateescape"))
         if size > MAX_TABLE_SIZE:
             raise BlockError(errno.EFBIG)
     new_offset = alloc_clusters(s, size)
     try:
         io.flush(s)
+        # the new clusters must be free: an old table whose size was misread may overlap
+        from emulator.qcow2.overlap import pre_write_overlap_check
+        pre_write_overlap_check(s, 0, new_offset, size)
         offset = new_offset
         for sn in snapshots:
-            id_b, name_b = sn.id_str.encode(), sn.name.encode()
+            # C strings: the bytes read are written back unchanged
+            id_b = sn.id_str.encode("utf-8", "surrogateescape")
+            name_b = sn.name.encode("utf-8", "surrogateescape")
             offset = -(-offset // 8) * 8
             vm_state32 = sn.vm_state_size if sn.vm_state_size <= 0xFFFFFFFF else 0
             io.pwrite(s.file, offset, _ENTRY.pack(

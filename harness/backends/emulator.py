@@ -36,14 +36,16 @@ class EmulatorBackend(Backend):
         return None
 
     def qmp(self, machine: str, command: dict[str, Any]) -> "Exchange":
-        """qcowlab-qsd (a process of its own, as QEMU's) serves both machine kinds."""
+        """qcowlab-qsd serves both machine kinds, in a process of its own as QEMU's:
+        a fork of this one (the emulator is already imported here)."""
         import tempfile
 
+        from emulator.qsd.main import main as qsd_main
         from harness.backends.qmp_machine import QmpMachine
         if machine not in self._machines:
-            argv = [sys.executable, "-m", "emulator.qsd"]
-            self._machines[machine] = QmpMachine(argv, self.sock_dir or tempfile.gettempdir(),
-                                                 "qcowlab-qsd")
+            self._machines[machine] = QmpMachine(["qcowlab-qsd"],
+                                                 self.sock_dir or tempfile.gettempdir(),
+                                                 "qcowlab-qsd", entry=qsd_main)
         return self._machines[machine].command(command)
 
     def close(self) -> str:

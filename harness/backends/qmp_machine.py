@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from harness.backends.base import BackendError
 
@@ -24,6 +24,60 @@ _SUN_PATH_MAX = 107
 #: seconds to wait for a job started by a command to conclude
 JOB_TIMEOUT = 60
 _JOB_COMMANDS = ("blockdev-create", "x-blockdev-amend")
+
+
+class _ForkedProcess:
+    """The part of subprocess.Popen the machine uses, for a forked ``entry(argv[1:])``."""
+
+    def __init__(self, entry: Callable[[list[str]], int], argv: list[str], log_fd: int) -> None:
+        import signal
+        import sys
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid:
+            return
+        status = 1
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            sys.stdin = open(0, closefd=False)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            sys.argv = argv
+            status = entry(argv[1:])
+            sys.stdout.flush()
+        finally:
+            os._exit(status)
+
+    def _reap(self, flags: int) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self._reap(os.WNOHANG)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.01)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+        self.send_signal(signal.SIGKILL)
 
 
 @dataclass
@@ -38,7 +92,10 @@ class Exchange:
 class QmpMachine:
     """``argv`` plus the monitor options, started and connected."""
 
-    def __init__(self, argv: list[str], sock_dir: str, name: str, system: bool = False) -> None:
+    def __init__(self, argv: list[str], sock_dir: str, name: str, system: bool = False,
+                 entry: Callable[[list[str]], int] | None = None) -> None:
+        """With ``entry`` (a main(argv) of this Python), the machine is a fork of this
+        process running ``entry(argv[1:] + monitor options)``: no interpreter start-up."""
         from qemu.qmp.legacy import QEMUMonitorProtocol
 
         self.name = name
@@ -54,8 +111,11 @@ class QmpMachine:
             argv = argv + ["--chardev", chardev, "--monitor", "chardev=qmp0"]
         self.log = tempfile.TemporaryFile(mode="w+b")
         self._read_pos = 0
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        if entry is not None:
+            self.proc: Any = _ForkedProcess(entry, argv, self.log.fileno())
+        else:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:

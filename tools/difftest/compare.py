@@ -56,32 +56,13 @@ def run_sequence(seq: Sequence, runner: Runner, workdir: Path) -> Trace:
     trace = Trace()
     dirs = (str(workdir.resolve()),)
     for step in [*seq.steps, *final_probes(seq)]:
-        drop_page_cache(workdir)
         r = runner.run(step.tool, list(step.argv), workdir)
         trace.results.append(
             (step, Result(r.rc, filter_output(r.out, dirs), filter_output(r.err, dirs))))
-    drop_page_cache(workdir)
     for p in sorted(workdir.iterdir()):
-        trace.extents[p.name] = data_extents(p)
         trace.files[p.name] = mask_snapshot_dates(p.read_bytes())
+        trace.extents[p.name] = data_extents(p)
     return trace
-
-
-def drop_page_cache(workdir: Path) -> None:
-    """Write back and evict the files' pages from the host page cache.
-
-    ext4 reports an unwritten extent (left by fallocate) as data while pages over
-    it are cached, so SEEK_DATA -- and with it ``qemu-img map`` and the data
-    extents -- would depend on which earlier step read or read ahead what.
-    Every step starts from an empty cache on both sides instead.
-    """
-    for p in workdir.iterdir():
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def _first_diff(a: bytes, b: bytes) -> str:

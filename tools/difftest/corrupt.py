@@ -264,6 +264,11 @@ NAMED: dict[str, tuple[str, Mutation]] = {
     "snapshot_l1_entry_beyond_eof": ("snap64k", lambda d: _put(d, layout(d).snapshots[0][1],
                                                                ">Q", 0x10000000)),
     "snapshot_disk_size_huge": ("snap64k", lambda d: _put(d, _snap(d, 0) + 48, ">Q", 1 << 62)),
+    # D26: the repaired table is written where the misread old one still "is"
+    "snapshot_count_high": ("snapext", lambda d: _put(d, 60, ">I", 0x4002)),
+    # D27: an id that is not UTF-8 is written back byte for byte
+    "snapshot_id_not_utf8": ("snap64k", lambda d: (_put(d, _snap(d, 0) + 0x42, ">B", 0xED),
+                                                    _put(d, _snap(d, 0) + 12, ">H", 0xFFFF))),
     # header extension lengths: backing format, external data file, feature name table
     "backing_format_length_huge": ("backing", lambda d: _put(d, _ext(d, 0xE2792ACA) + 4, ">I",
                                                              0x1000)),

@@ -69,10 +69,11 @@ def scripts_runner() -> ProcessRunner:
 
 
 class _Capture(io.TextIOWrapper):
-    """A text stream over a byte buffer, like a pipe (has .buffer)."""
+    """A text stream over a byte buffer, like a pipe (has .buffer); text holding
+    raw bytes as surrogates (names read from images) is stored as those bytes."""
 
     def __init__(self) -> None:
-        super().__init__(io.BytesIO(), encoding="utf-8", errors="backslashreplace",
+        super().__init__(io.BytesIO(), encoding="utf-8", errors="surrogateescape",
                          write_through=True)
 
     def text(self) -> str:
