@@ -11,7 +11,6 @@ reads as zeroes anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
 
 SECTOR = 512
 REQUEST_MAX_SECTORS = ((1 << 31) - 1) >> 9
@@ -33,9 +32,9 @@ def _strerror(e) -> str:
 class ConvertState:
     """The fields of ImgConvertState the sequential loop needs."""
 
-    src: List[object]
-    src_sectors: List[int]
-    src_alignment: List[int]
+    src: list[object]
+    src_sectors: list[int]
+    src_alignment: list[int]
     target: object
     total_sectors: int = 0
     min_sparse: int = 8
@@ -43,13 +42,13 @@ class ConvertState:
     buf_sectors: int = 4096
     cluster_sectors: int = 0
     compressed: bool = False
-    copy_range: Optional[object] = None
+    copy_range: object | None = None
     has_zero_init: bool = False
     target_has_backing: bool = False
     target_backing_sectors: int = -1
     salvage: bool = False
     quiet: bool = False
-    progress: Optional[object] = None
+    progress: object | None = None
     status: str = BLK_DATA
     sector_next_status: int = 0
     allocated_sectors: int = 0

@@ -14,7 +14,6 @@ otherwise during the chunk.
 from __future__ import annotations
 
 import errno
-from typing import Optional, Tuple
 
 SECTOR = 512
 
@@ -25,7 +24,7 @@ class CopyRange:
     def __init__(self, coroutines: int) -> None:
         self.coroutines = coroutines
         #: (chunk, failed before any I/O of that chunk) once offloading failed
-        self.failure: Optional[Tuple[int, bool]] = None
+        self.failure: tuple[int, bool] | None = None
 
     def _decided(self, chunk: int) -> bool:
         """Whether chunk ``chunk`` was picked while offloading was still on."""

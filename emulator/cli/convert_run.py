@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List
 
 from emulator.report import error_report
 
@@ -21,7 +20,7 @@ class Run:
         self.src_num = src_num
         self.out_filename = out_filename
         self.progress = progress
-        self.sources: List[object] = []
+        self.sources: list[object] = []
         self.target = None
 
     def close(self) -> None:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
 
 from emulator.cli import create_opts
 from emulator.cli.qemuopts import BOOL, NUMBER, SIZE, OptDesc
 from emulator.report import error_report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _TYPE_NAMES = {BOOL: "bool (on/off)", NUMBER: "num", SIZE: "size"}
 
@@ -22,7 +25,7 @@ def help_lines(descs: Sequence[OptDesc]) -> list:
     return sorted(lines, key=lambda s: s.encode())
 
 
-def print_help(filename: Optional[str], fmt: str) -> int:
+def print_help(filename: str | None, fmt: str) -> int:
     from emulator.cli.img_create import KNOWN_FORMATS
     if fmt not in KNOWN_FORMATS:
         error_report(f"Unknown file format '{fmt}'")

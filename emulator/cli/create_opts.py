@@ -6,9 +6,12 @@ listed (qemu_opts_append).  Help texts are what ``-o help`` prints.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
 
 from emulator.cli.qemuopts import BOOL, NUMBER, SIZE, STRING, OptDesc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _CRYPTO = [
     OptDesc("encrypt.key-secret", STRING, None,
@@ -21,7 +24,7 @@ _CRYPTO = [
     OptDesc("encrypt.iter-time", NUMBER, None, "Time to spend in PBKDF in milliseconds"),
 ]
 
-QCOW2: List[OptDesc] = [
+QCOW2: list[OptDesc] = [
     OptDesc("encryption", BOOL, None,
             "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)"),
     OptDesc("encrypt.format", STRING, None, "Encrypt the image, format choices: 'aes', 'luks'"),
@@ -42,16 +45,16 @@ QCOW2: List[OptDesc] = [
     OptDesc("refcount_bits", NUMBER, "16", "Width of a reference count entry in bits"),
 ]
 
-RAW: List[OptDesc] = [OptDesc("size", SIZE, None, "Virtual disk size")]
+RAW: list[OptDesc] = [OptDesc("size", SIZE, None, "Virtual disk size")]
 
 #: block_crypto_create_opts_luks
-LUKS: List[OptDesc] = [
+LUKS: list[OptDesc] = [
     OptDesc("size", SIZE, None, "Virtual disk size"),
     OptDesc("key-secret", STRING, None, "ID of the secret that provides the keyslot passphrase"),
     *[OptDesc(d.name[len("encrypt."):], d.type, d.default, d.help) for d in _CRYPTO[1:]],
 ]
 
-FILE: List[OptDesc] = [
+FILE: list[OptDesc] = [
     OptDesc("size", SIZE, None, "Virtual disk size"),
     OptDesc("nocow", BOOL, None, "Turn off copy-on-write (valid only on btrfs)"),
     OptDesc("preallocation", STRING, None, "Preallocation mode (allowed values: off, falloc, full)"),
@@ -62,7 +65,7 @@ FILE: List[OptDesc] = [
 FORMATS = {"qcow2": QCOW2, "raw": RAW, "luks": LUKS, "file": FILE}
 
 
-def append(first: Sequence[OptDesc], second: Sequence[OptDesc]) -> List[OptDesc]:
+def append(first: Sequence[OptDesc], second: Sequence[OptDesc]) -> list[OptDesc]:
     """qemu_opts_append(): ``first`` then the options of ``second`` it lacks."""
     names = {d.name for d in first}
     return list(first) + [d for d in second if d.name not in names]

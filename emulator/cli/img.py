@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import List
 
 PROG = "qemu-img"
 
@@ -32,7 +31,7 @@ COMMANDS = {
 }
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     """Run qemu-img with ``argv`` (without the program name); returns the exit code."""
     from emulator import report
     from emulator.cli.img_common import ImgExit
@@ -63,7 +62,7 @@ def main(argv: List[str]) -> int:
             secrets.reset()
 
 
-def _run(argv: List[str]) -> int:
+def _run(argv: list[str]) -> int:
     from emulator.cli.img_common import error_exit, img_getopt
     if not argv:
         error_exit("Not enough arguments")

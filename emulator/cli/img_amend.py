@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 from emulator.cli import create_opts
 from emulator.cli.img_common import error_exit, img_getopt
@@ -12,7 +11,7 @@ from emulator.report import error_report
 OPTION_OBJECT, OPTION_IMAGE_OPTS, OPTION_FORCE = 256, 257, 258
 
 #: qcow2_amend_opts: the LUKS keyslot options, then the options common with create
-QCOW2_AMEND: List[OptDesc] = [
+QCOW2_AMEND: list[OptDesc] = [
     OptDesc("encrypt.state", STRING, None,
             "Select new state of affected keyslots (active/inactive)"),
     OptDesc("encrypt.keyslot", NUMBER, None, "Select a single keyslot to modify explicitly"),
@@ -26,7 +25,7 @@ QCOW2_AMEND: List[OptDesc] = [
 ]
 
 #: block_crypto_amend_opts_luks
-LUKS_AMEND: List[OptDesc] = [
+LUKS_AMEND: list[OptDesc] = [
     OptDesc(d.name[len("encrypt."):], d.type, d.default, d.help) for d in QCOW2_AMEND[:5]]
 AMEND_OPTS = {"qcow2": QCOW2_AMEND, "luks": LUKS_AMEND}
 
@@ -46,13 +45,13 @@ def _print_help(fmt: str) -> int:
     return 0
 
 
-def img_amend(argv: List[str]) -> int:
+def img_amend(argv: list[str]) -> int:
     from emulator.cli.img_create import accumulate
     g = img_getopt(argv, ":ho:f:t:pq",
                    [("help", 0, "h"), ("object", 1, OPTION_OBJECT),
                     ("image-opts", 0, OPTION_IMAGE_OPTS), ("force", 0, OPTION_FORCE)])
-    options: Optional[str] = None
-    fmt: Optional[str] = None
+    options: str | None = None
+    fmt: str | None = None
     cache = "writeback"
     quiet = progress = image_opts = force = False
     for c in g:
@@ -80,7 +79,7 @@ def img_amend(argv: List[str]) -> int:
         meter.end()
 
 
-def _amend(args: List[str], options: str, fmt: Optional[str], cache: str, image_opts: bool,
+def _amend(args: list[str], options: str, fmt: str | None, cache: str, image_opts: bool,
            force: bool, meter) -> int:
     if fmt is not None and has_help_option(options):
         return _print_help(fmt)
@@ -101,7 +100,7 @@ def _amend(args: List[str], options: str, fmt: Optional[str], cache: str, image_
         close(node)
 
 
-def _parse(options: str, fmt: str) -> Optional[QemuOpts]:
+def _parse(options: str, fmt: str) -> QemuOpts | None:
     """The -o list against the amend options; None after QEMU's message (and hint)."""
     from emulator.cli.errors import report_err
     opts = QemuOpts(AMEND_OPTS[fmt])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List, Optional
 
 from emulator.cli.img_common import error_exit, img_getopt, parse_size_arg
 from emulator.report import error_report
@@ -20,7 +19,7 @@ INT_MAX = (1 << 31) - 1
 CACHE_MODES = ("none", "off", "directsync", "writeback", "unsafe", "writethrough")
 
 
-def _strtoul(text: str, limit: int) -> Optional[int]:
+def _strtoul(text: str, limit: int) -> int | None:
     """qemu_strtoul of the whole string, None when invalid or above ``limit``."""
     from emulator.units import U64, c_strtoul
     value, end, overflow = c_strtoul(text, 0, U64)
@@ -41,11 +40,11 @@ class _Bench:
     flush_interval = 0
     write = quiet = image_opts = force_share = native_aio = False
     direct = False
-    fmt: Optional[str] = None
+    fmt: str | None = None
     filename = ""
 
 
-def _parse(argv: List[str]) -> Optional[_Bench]:
+def _parse(argv: list[str]) -> _Bench | None:
     b = _Bench()
     g = img_getopt(argv, ":hc:d:f:ni:o:qs:S:t:wU",
                    [("help", 0, "h"), ("flush-interval", 1, OPTION_FLUSH_INTERVAL),
@@ -101,7 +100,7 @@ def _parse(argv: List[str]) -> Optional[_Bench]:
     return b
 
 
-def img_bench(argv: List[str]) -> int:
+def img_bench(argv: list[str]) -> int:
     b = _parse(argv)
     if b is None:
         return 1

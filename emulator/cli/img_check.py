@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
 
 from emulator.cli import blockopts
 from emulator.cli.img_common import error_exit, img_getopt, output_format
@@ -61,7 +60,7 @@ def human(c: dict) -> str:
     return "".join(lines)
 
 
-def img_check(argv: List[str]) -> int:
+def img_check(argv: list[str]) -> int:
     fmt = output = None
     cache = "writeback"
     fix = 0
@@ -108,7 +107,7 @@ def img_check(argv: List[str]) -> int:
         close(node)
 
 
-def _open(image_opts: bool, filename: str, fmt: Optional[str], fix: int, force_share: bool,
+def _open(image_opts: bool, filename: str, fmt: str | None, fix: int, force_share: bool,
           nocache: bool):
     """img_open with BDRV_O_CHECK (and read-write when repairing)."""
     if image_opts:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import List, Optional, Tuple
 
 from emulator.cli.img_common import error_exit, img_getopt, parse_size_arg
 from emulator.report import error_report
@@ -17,7 +16,7 @@ OPTION_OBJECT, OPTION_IMAGE_OPTS = 256, 257
 CACHE_MODES = ("none", "off", "directsync", "writeback", "unsafe", "writethrough")
 
 
-def img_commit(argv: List[str]) -> int:
+def img_commit(argv: list[str]) -> int:
     g = img_getopt(argv, ":f:ht:b:dpqr:", [("help", 0, "h"), ("object", 1, OPTION_OBJECT),
                                            ("image-opts", 0, OPTION_IMAGE_OPTS)])
     fmt = base = None
@@ -71,7 +70,7 @@ def img_commit(argv: List[str]) -> int:
     return 0
 
 
-def _find_base(top, filename: str, base: Optional[str]):
+def _find_base(top, filename: str, base: str | None):
     """(base node, node right above it) or an error message."""
     if base is None:
         if top.backing is None:
@@ -88,8 +87,8 @@ def _find_base(top, filename: str, base: Optional[str]):
     return found, overlay
 
 
-def _commit(top, filename: str, base: Optional[str], drop: bool,
-            meter) -> Optional[Tuple[str, str]]:
+def _commit(top, filename: str, base: str | None, drop: bool,
+            meter) -> tuple[str, str] | None:
     """The job and the emptying; an error (message, hint), or None."""
     from emulator.block.node import BlockError
     from emulator.cli import commit_mirror

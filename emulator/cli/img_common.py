@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Iterator, List, Sequence, Tuple
 
 from emulator.cli.getopt import Getopt, LongOpt
 from emulator.report import error_report, warn_report
 from emulator.units import INT64_MAX, strtosz
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 
 class ImgExit(Exception):
@@ -59,8 +62,8 @@ class ImgGetopt(Getopt):
         return any(o.name == "object" and o.val == c for o in self.longopts)
 
 
-def img_getopt(argv: List[str], optstring: str,
-               longopts: Sequence[Tuple[str, int, object]]) -> ImgGetopt:
+def img_getopt(argv: list[str], optstring: str,
+               longopts: Sequence[tuple[str, int, object]]) -> ImgGetopt:
     return ImgGetopt(argv, optstring, [LongOpt(*o) for o in longopts], prog="qemu-img")
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List
 
 from emulator.cli import blockopts
 from emulator.cli.img_common import error_exit, img_getopt
@@ -137,7 +136,7 @@ class _Compare:
         return 0
 
 
-def img_compare(argv: List[str]) -> int:
+def img_compare(argv: list[str]) -> int:
     fmt1 = fmt2 = None
     cache = "writeback"
     progress = quiet = strict = image_opts = force_share = False

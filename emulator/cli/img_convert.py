@@ -5,7 +5,6 @@ The copy itself is :mod:`emulator.cli.convert_copy`; --bitmaps is
 """
 from __future__ import annotations
 
-from typing import List, Optional
 
 from emulator.cli.img_common import img_getopt, parse_size_arg
 from emulator.report import error_report
@@ -20,23 +19,23 @@ CACHE_MODES = ("none", "off", "directsync", "writeback", "unsafe", "writethrough
 class _Args:
     """The parsed command line."""
 
-    fmt: Optional[str] = None
-    out_fmt: Optional[str] = None
+    fmt: str | None = None
+    out_fmt: str | None = None
     cache = "unsafe"
     src_cache = "writeback"
-    out_baseimg: Optional[str] = None
-    backing_fmt: Optional[str] = None
-    options: Optional[str] = None
-    snapshot: Optional[str] = None
+    out_baseimg: str | None = None
+    backing_fmt: str | None = None
+    options: str | None = None
+    snapshot: str | None = None
     image_opts = tgt_image_opts = skip_create = progress = force_share = False
     compressed = copy_range = quiet = salvage = has_zero_init = bitmaps = False
     skip_broken = explicit_min_sparse = False
     min_sparse = 8
     num_coroutines = 8
-    args: List[str] = []
+    args: list[str] = []
 
 
-def _parse(argv: List[str]) -> Optional[_Args]:
+def _parse(argv: list[str]) -> _Args | None:
     """The getopt loop; None after an error message."""
     from emulator.cli.img_create import accumulate
     a = _Args()
@@ -112,7 +111,7 @@ def _check_combinations(a: _Args) -> bool:
     return True
 
 
-def img_convert(argv: List[str]) -> int:
+def img_convert(argv: list[str]) -> int:
     a = _parse(argv)
     if a is None or not _check_combinations(a):
         return 1

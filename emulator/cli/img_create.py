@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import List, Optional
 
 from emulator.cli import create_opts
 from emulator.cli.errors import report_err
@@ -39,14 +38,14 @@ def valid_option_list(text: str) -> bool:
     return trailing % 2 == 0
 
 
-def accumulate(options: Optional[str], arg: str) -> str:
+def accumulate(options: str | None, arg: str) -> str:
     if not valid_option_list(arg):
         error_report(f"Invalid option list: {arg}")
         raise ImgExit(1)
     return arg if options is None else f"{options},{arg}"
 
 
-def img_create(argv: List[str]) -> int:
+def img_create(argv: list[str]) -> int:
     fmt = "raw"
     base_fmt = base_filename = options = None
     quiet = no_backing = False
@@ -108,8 +107,8 @@ def _opts_list(fmt: str, filename: str):
     return create_opts.append(create_opts.FORMATS[fmt], create_opts.FILE)
 
 
-def bdrv_img_create(filename: str, fmt: str, base_filename: Optional[str],
-                    base_fmt: Optional[str], options: Optional[str], img_size: int,
+def bdrv_img_create(filename: str, fmt: str, base_filename: str | None,
+                    base_fmt: str | None, options: str | None, img_size: int,
                     no_backing: bool, quiet: bool) -> None:
     """Validate, print the Formatting line and create; raises CreateError."""
     opts = QemuOpts(_opts_list(fmt, filename))
@@ -155,7 +154,7 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >= (1 << 63) else v
 
 
-def _probe_backing(filename: str, backing_file: str, backing_fmt: Optional[str], size: int,
+def _probe_backing(filename: str, backing_file: str, backing_fmt: str | None, size: int,
                    opts: QemuOpts) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
@@ -211,7 +210,7 @@ def _create(fmt: str, filename: str, opts: QemuOpts) -> None:
         raise CreateError(e.message, e.hint) from None
 
 
-def print_option_help(filename: Optional[str], fmt: str) -> int:
+def print_option_help(filename: str | None, fmt: str) -> int:
     """qemu-img create -o help: the creation options of the format (and protocol)."""
     from emulator.cli.create_help import print_help
     return print_help(filename, fmt)

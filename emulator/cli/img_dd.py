@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from typing import List, Optional
 
 from emulator.cli.img_common import img_getopt, parse_size_arg
 from emulator.report import error_report
@@ -18,8 +17,8 @@ class _Dd:
     bsz = 512
     count = 0
     skip = 0
-    infile: Optional[str] = None
-    outfile: Optional[str] = None
+    infile: str | None = None
+    outfile: str | None = None
 
     def __init__(self) -> None:
         self.given: set = set()
@@ -44,7 +43,7 @@ class _Dd:
         return True
 
 
-def img_dd(argv: List[str]) -> int:
+def img_dd(argv: list[str]) -> int:
     g = img_getopt(argv, ":hf:O:U", [("help", 0, "h"), ("object", 1, OPTION_OBJECT),
                                      ("image-opts", 0, OPTION_IMAGE_OPTS),
                                      ("force-share", 0, "U")])

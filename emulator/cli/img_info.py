@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
 
 from emulator.cli.img_common import error_exit, img_getopt, output_format
 from emulator.cli.imgopen import close, img_open, strip_file_protocol
@@ -11,7 +10,7 @@ from emulator.report import error_report
 from emulator.units import size_to_str
 
 
-def allocated_file_size(node) -> Optional[int]:
+def allocated_file_size(node) -> int | None:
     """bdrv_get_allocated_file_size: st_blocks of the host files holding the image's
     data (file and data-file children summed); None where QEMU has no answer
     (a blkdebug node: a protocol without the callback); 0 for null-co."""
@@ -95,12 +94,12 @@ def human_info(info: dict) -> str:
     return "".join(lines)
 
 
-def collect(image_opts: bool, filename: str, fmt: Optional[str], chain: bool,
-            force_share: bool) -> Optional[List[dict]]:
+def collect(image_opts: bool, filename: str, fmt: str | None, chain: bool,
+            force_share: bool) -> list[dict] | None:
     """collect_image_info_list(): ImageInfo of the image (and its chain), or None."""
-    result: List[dict] = []
+    result: list[dict] = []
     seen = set()
-    name: Optional[str] = filename
+    name: str | None = filename
     while name is not None:
         if name in seen:
             error_report(f"Backing file '{name}' creates an infinite loop.")
@@ -127,7 +126,7 @@ def collect(image_opts: bool, filename: str, fmt: Optional[str], chain: bool,
     return result
 
 
-def img_info(argv: List[str]) -> int:
+def img_info(argv: list[str]) -> int:
     from emulator.cli.qobject import to_json_pretty
     fmt = output = None
     chain = image_opts = force_share = False

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
 
 from emulator.cli.img_common import error_exit, img_getopt, output_format, parse_size_arg
 from emulator.cli.imgopen import close, img_open
@@ -15,7 +14,7 @@ class MapEntry:
 
     def __init__(self, start: int = 0, length: int = 0, data: bool = False,
                  zero: bool = False, depth: int = 0, present: bool = False,
-                 offset: Optional[int] = None, filename: Optional[str] = None) -> None:
+                 offset: int | None = None, filename: str | None = None) -> None:
         self.start, self.length, self.data, self.zero = start, length, data, zero
         self.depth, self.present, self.offset, self.filename = depth, present, offset, filename
 
@@ -66,7 +65,7 @@ def mergeable(curr: MapEntry, nxt: MapEntry) -> bool:
     return True
 
 
-def dump_entry(json: bool, e: MapEntry, nxt: Optional[MapEntry]) -> bool:
+def dump_entry(json: bool, e: MapEntry, nxt: MapEntry | None) -> bool:
     """Print one entry; False after the compressed-cluster error of the human format."""
     out = sys.stdout
     if not json:
@@ -92,7 +91,7 @@ def dump_entry(json: bool, e: MapEntry, nxt: Optional[MapEntry]) -> bool:
     return True
 
 
-def img_map(argv: List[str]) -> int:
+def img_map(argv: list[str]) -> int:
     from emulator.block.node import BlockError
     fmt = output = None
     image_opts = force_share = False

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 from emulator.cli.img_common import show_help
 from emulator.report import error_report
@@ -10,7 +9,7 @@ from emulator.report import error_report
 OPTION_IMAGE_OPTS, OPTION_OBJECT, OPTION_OUTPUT, OPTION_SIZE = 256, 257, 258, 259
 
 
-def img_measure(argv: List[str]) -> int:
+def img_measure(argv: list[str]) -> int:
     from emulator.cli.getopt import Getopt, LongOpt
     from emulator.cli.img_common import parse_size_arg
     from emulator.cli.img_create import accumulate
@@ -21,7 +20,7 @@ def img_measure(argv: List[str]) -> int:
     fmt = options = snapshot = None
     out_fmt = "raw"
     json = image_opts = force_share = False
-    img_size: Optional[int] = None
+    img_size: int | None = None
     for c in g:
         if c in ("?", "h"):
             show_help()
@@ -95,7 +94,7 @@ _NO_MEASURE = ("file", "gluster", "host_cdrom", "host_device", "iscsi", "iser", 
                "nvme", "parallels", "qcow", "qed", "rbd", "ssh", "vdi", "vhdx", "vmdk", "vpc")
 
 
-def _measure(out_fmt: str, options: Optional[str], img_size: Optional[int], node):
+def _measure(out_fmt: str, options: str | None, img_size: int | None, node):
     """Validate -O/-o and run the target driver's measure; None after an error."""
     from emulator.block.node import BlockError
     from emulator.cli import create_opts

@@ -6,7 +6,6 @@ the old and the new backing files differ, then rewrites the header.
 from __future__ import annotations
 
 import os
-from typing import List, Optional
 
 from emulator.cli.img_common import error_exit, img_getopt
 from emulator.report import error_report
@@ -17,15 +16,15 @@ CACHE_MODES = ("none", "off", "directsync", "writeback", "unsafe", "writethrough
 
 
 class _Args:
-    fmt: Optional[str] = None
+    fmt: str | None = None
     cache = "writeback"
     src_cache = "writeback"
-    out_baseimg: Optional[str] = None
-    out_basefmt: Optional[str] = None
+    out_baseimg: str | None = None
+    out_basefmt: str | None = None
     unsafe = progress = quiet = image_opts = force_share = False
 
 
-def img_rebase(argv: List[str]) -> int:
+def img_rebase(argv: list[str]) -> int:
     a = _Args()
     g = img_getopt(argv, ":hf:F:b:upt:T:qU",
                    [("help", 0, "h"), ("object", 1, OPTION_OBJECT),
@@ -206,7 +205,7 @@ def _write_differences(bs, offset: int, old: bytes, new: bytes, old_is_zero: boo
     return True
 
 
-def _change_backing(bs, out_baseimg: Optional[str], out_basefmt: Optional[str],
+def _change_backing(bs, out_baseimg: str | None, out_basefmt: str | None,
                     progress) -> bool:
     """bdrv_change_backing_file with qemu-img rebase's error texts."""
     import errno
@@ -237,6 +236,6 @@ def _change_backing(bs, out_baseimg: Optional[str], out_basefmt: Optional[str],
     return err == 0
 
 
-def _c_str(s: Optional[str]) -> str:
+def _c_str(s: str | None) -> str:
     """printf's rendering of a possibly NULL %s."""
     return "(null)" if s is None else s

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from typing import List
 
 from emulator.cli.img_common import error_exit, img_getopt
 from emulator.report import error_report, warn_report
@@ -31,7 +30,7 @@ def _parse_size(text: str) -> int:
     return opts.get_size("size", 0)
 
 
-def img_resize(argv: List[str]) -> int:
+def img_resize(argv: list[str]) -> int:
     if len(argv) < 3:
         error_exit("Not enough arguments")
     size = argv[-1]

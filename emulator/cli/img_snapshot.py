@@ -4,7 +4,6 @@ from __future__ import annotations
 import errno
 import sys
 import time
-from typing import List, Optional
 
 from emulator.cli.img_common import error_exit, img_getopt
 from emulator.report import error_report
@@ -13,11 +12,11 @@ OPTION_OBJECT, OPTION_IMAGE_OPTS = 256, 257
 _MIX = "Cannot mix '-l', '-a', '-c', '-d'"
 
 
-def img_snapshot(argv: List[str]) -> int:
+def img_snapshot(argv: list[str]) -> int:
     g = img_getopt(argv, ":la:c:d:hqU",
                    [("help", 0, "h"), ("object", 1, OPTION_OBJECT),
                     ("image-opts", 0, OPTION_IMAGE_OPTS), ("force-share", 0, "U")])
-    action: Optional[str] = None
+    action: str | None = None
     name = ""
     image_opts = force_share = False
     for c in g:
@@ -49,7 +48,7 @@ def _qcow2(node) -> bool:
     return isinstance(node, Qcow2)
 
 
-def _act(node, action: Optional[str], name: str) -> int:
+def _act(node, action: str | None, name: str) -> int:
     from emulator.block.node import BlockError, errno_message
     if action == "l":
         from emulator.cli.snapshot_info import dump_lines, snapshot_infos

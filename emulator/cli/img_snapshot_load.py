@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from typing import Optional
 
 from emulator.report import error_report
 
@@ -18,7 +17,7 @@ def _snapshot_opts(arg: str):
     return opts
 
 
-def parse_snapshot_arg(arg: str) -> Optional[str]:
+def parse_snapshot_arg(arg: str) -> str | None:
     """Validate a ``snapshot.id=...,snapshot.name=...`` argument; None after an error."""
     if not arg.startswith(SNAPSHOT_OPT_BASE):
         return arg
@@ -32,7 +31,7 @@ def parse_snapshot_arg(arg: str) -> Optional[str]:
     return arg
 
 
-def _load_tmp(node, snapshot_id: Optional[str], name: Optional[str]) -> None:
+def _load_tmp(node, snapshot_id: str | None, name: str | None) -> None:
     """bdrv_snapshot_load_tmp; raises BlockError."""
     from emulator.block.node import BlockError
     if snapshot_id is None and name is None:

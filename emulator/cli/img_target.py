@@ -1,7 +1,6 @@
 """Creating the output image of qemu-img convert/dd (bdrv_create with a format's options)."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
 
 from emulator.report import error_report
 
@@ -30,7 +29,7 @@ def target_opts(fmt: str, filename: str, unknown_format: str):
     return QemuOpts(create_opts.append(create_opts.FORMATS[fmt], create_opts.FILE))
 
 
-def create_image(fmt: str, filename: str, opts) -> Optional[Tuple[str, str]]:
+def create_image(fmt: str, filename: str, opts) -> tuple[str, str] | None:
     """bdrv_create: make the image; the driver's (message, hint), or None on success."""
     from emulator.block.node import BlockError
     from emulator.cli.img_create import driver_create

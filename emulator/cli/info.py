@@ -1,10 +1,9 @@
 """What bdrv_get_info() and bdrv_get_specific_info() report for a node."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
 
 
-def driver_info(node) -> Tuple[int, int]:
+def driver_info(node) -> tuple[int, int]:
     """(cluster size, vm state offset) as BlockDriverInfo; raw and filters report
     their child's (zeros for a host file)."""
     while getattr(node, "is_filter", False) or node.format_name == "raw":
@@ -23,7 +22,7 @@ def driver_info(node) -> Tuple[int, int]:
     return cluster_size, -(-bio.getlength(node) // span) * span
 
 
-def specific_info(node) -> Optional[dict]:
+def specific_info(node) -> dict | None:
     """ImageInfoSpecific as a dict {"type": fmt, "data": {...}}, or None."""
     get = getattr(node, "get_specific_info", None)
     if get is None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-from typing import List, Optional
 
 from emulator.cli import blockopts
 from emulator.cli.errors import report_err
@@ -16,7 +15,7 @@ from emulator.report import error_report
 from emulator.units import cvtstr
 
 
-def _flush(s: IoSession, argv: List[str]) -> int:
+def _flush(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     s.poll()
@@ -27,12 +26,12 @@ def _flush(s: IoSession, argv: List[str]) -> int:
     return 0
 
 
-def _aio_flush(s: IoSession, argv: List[str]) -> int:
+def _aio_flush(s: IoSession, argv: list[str]) -> int:
     s.poll()
     return 0
 
 
-def _truncate(s: IoSession, argv: List[str]) -> int:
+def _truncate(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     prealloc = "off"
@@ -62,7 +61,7 @@ def _truncate(s: IoSession, argv: List[str]) -> int:
     return 0
 
 
-def _length(s: IoSession, argv: List[str]) -> int:
+def _length(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     try:
@@ -74,7 +73,7 @@ def _length(s: IoSession, argv: List[str]) -> int:
     return 0
 
 
-def _info(s: IoSession, argv: List[str]) -> int:
+def _info(s: IoSession, argv: list[str]) -> int:
     from emulator.cli.info import driver_info, specific_info
     from emulator.cli.qobject import human_dump
     node = s.blk
@@ -95,7 +94,7 @@ def _info(s: IoSession, argv: List[str]) -> int:
     return 0
 
 
-def _alloc(s: IoSession, argv: List[str]) -> int:
+def _alloc(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     start = offset = cvtnum(argv[1])
@@ -144,7 +143,7 @@ def _map_is_allocated(node, offset: int, length: int):
     return first, pnum
 
 
-def _map(s: IoSession, argv: List[str]) -> int:
+def _map(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
     try:
@@ -182,7 +181,7 @@ def _parse_opts_noisily(opts: QemuOpts, text: str) -> bool:
     return True
 
 
-def _open(s: IoSession, argv: List[str]) -> int:
+def _open(s: IoSession, argv: list[str]) -> int:
     read_only = snapshot = nocache = copy_on_read = native_aio = False
     writethrough = True
     force_share = False
@@ -246,9 +245,9 @@ def _open(s: IoSession, argv: List[str]) -> int:
     return -errno.EINVAL if ret else 0
 
 
-def _reopen(s: IoSession, argv: List[str]) -> int:
+def _reopen(s: IoSession, argv: list[str]) -> int:
     """reopen [-r|-w] [-c cache] [-o options]: the read-only state and the runtime options."""
-    rw: Optional[bool] = None
+    rw: bool | None = None
     cache_given = False
     writethrough = s.writethrough
     opts = QemuOpts()

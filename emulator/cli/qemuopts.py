@@ -8,9 +8,12 @@ as soon as they are set, with QEMU's error texts.
 from __future__ import annotations
 
 import errno
-from typing import List, Optional, Sequence, Tuple
 
 from emulator.units import U64, c_strtoul, strtosz
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 STRING, BOOL, NUMBER, SIZE = "str", "bool", "number", "size"
 
@@ -32,7 +35,7 @@ class OptDesc:
 
     __slots__ = ("name", "type", "default", "help")
 
-    def __init__(self, name: str, type: str = STRING, default: Optional[str] = None,
+    def __init__(self, name: str, type: str = STRING, default: str | None = None,
                  help: str = "") -> None:
         self.name, self.type, self.default, self.help = name, type, default, help
 
@@ -43,7 +46,7 @@ class Opt:
     __slots__ = ("name", "text", "value", "desc")
 
     def __init__(self, name: str, text: str, value: object = None,
-                 desc: Optional[OptDesc] = None) -> None:
+                 desc: OptDesc | None = None) -> None:
         self.name, self.text, self.value, self.desc = name, text, value, desc
 
 
@@ -81,7 +84,7 @@ def parse_size(name: str, value: str) -> int:
 _PARSERS = {BOOL: parse_bool, NUMBER: parse_number, SIZE: parse_size}
 
 
-def _get_value(params: str, i: int) -> Tuple[str, int]:
+def _get_value(params: str, i: int) -> tuple[str, int]:
     """Read a value up to an unescaped comma; returns (value, index of the comma or end)."""
     out = []
     n = len(params)
@@ -98,7 +101,7 @@ def _get_value(params: str, i: int) -> Tuple[str, int]:
         return "".join(out), comma
 
 
-def split_params(params: str, firstname: Optional[str] = None) -> List[Tuple[str, str, bool, bool]]:
+def split_params(params: str, firstname: str | None = None) -> list[tuple[str, str, bool, bool]]:
     """Split an option string as get_opt_name_value(): (name, value, is_help, short_flag)."""
     result = []
     i, n = 0, len(params)
@@ -139,9 +142,9 @@ class QemuOpts:
 
     def __init__(self, descs: Sequence[OptDesc] = ()) -> None:
         self.descs = descs
-        self.opts: List[Opt] = []
+        self.opts: list[Opt] = []
 
-    def find_desc(self, name: str) -> Optional[OptDesc]:
+    def find_desc(self, name: str) -> OptDesc | None:
         return next((d for d in self.descs if d.name == name), None)
 
     def set(self, name: str, text: str) -> None:
@@ -160,7 +163,7 @@ class QemuOpts:
             raise OptsError(f"Invalid parameter '{name}'")
         self.opts.append(Opt(name, str(value), value, desc))
 
-    def parse(self, params: str, firstname: Optional[str] = None,
+    def parse(self, params: str, firstname: str | None = None,
               warn_on_flag: bool = False) -> None:
         """qemu_opts_do_parse(): add every option of ``params``; raises OptsError.
 
@@ -174,13 +177,13 @@ class QemuOpts:
                 continue
             self.set(name, value)
 
-    def find(self, name: str) -> Optional[Opt]:
+    def find(self, name: str) -> Opt | None:
         for opt in reversed(self.opts):
             if opt.name == name:
                 return opt
         return None
 
-    def get(self, name: str) -> Optional[str]:
+    def get(self, name: str) -> str | None:
         """qemu_opt_get(): text of the last value, else the default text."""
         opt = self.find(name)
         if opt is not None:

@@ -10,12 +10,11 @@ API summary:
 from __future__ import annotations
 
 import time
-from typing import List
 
 ICOUNT_NONE = (1 << 64) - 1
 
 
-def snapshot_infos(node) -> List[dict]:
+def snapshot_infos(node) -> list[dict]:
     """SnapshotInfo dicts of a qcow2 node; [] for formats without internal snapshots."""
     infos = []
     for sn in getattr(node, "snapshots", None) or []:
@@ -48,7 +47,7 @@ def _line(info: dict) -> str:
             f"{icount:>11}\n")
 
 
-def dump_lines(infos: List[dict]) -> str:
+def dump_lines(infos: list[dict]) -> str:
     """The "Snapshot list:" block of ``qemu-img snapshot -l`` and ``qemu-img info``."""
     if not infos:
         return ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 from emulator.cli.qemuopts import OptDesc, OptsError, QemuOpts
 
@@ -21,7 +20,7 @@ def _warn(prog: str, where: str, name: str) -> None:
     sys.stderr.flush()
 
 
-def _enable(prog: str, where: str, line: str) -> Optional[int]:
+def _enable(prog: str, where: str, line: str) -> int | None:
     """One event name or pattern; returns 0 after "help" (QEMU exits), else None."""
     from emulator.cli.trace_events import EVENTS
     if line in ("help", "?"):
@@ -33,7 +32,7 @@ def _enable(prog: str, where: str, line: str) -> Optional[int]:
     return None
 
 
-def trace_opt_parse(prog: str, arg: str, state: dict) -> Optional[int]:
+def trace_opt_parse(prog: str, arg: str, state: dict) -> int | None:
     """Apply one -T argument; returns an exit status when QEMU would exit, else None.
 
     ``state["file"]`` keeps the last file= value for :func:`init_trace_file`.
@@ -75,7 +74,7 @@ def _fgets_lines(parts: list) -> list:
     return lines
 
 
-def init_trace_file(prog: str, state: dict) -> Optional[int]:
+def init_trace_file(prog: str, state: dict) -> int | None:
     """The log backend opens (truncates) the file= log once options are parsed."""
     path = state.get("file")
     if path is None:

@@ -44,6 +44,14 @@ def _overlaps(offset: int, size: int, start: int, length: int) -> bool:
     return offset < start + length and start < offset + size
 
 
+def _ranges_overlap(first1: int, len1: int, first2: int, len2: int) -> bool:
+    """QEMU's ranges_overlap on uint64: a zero-length range at 0 ends at 2^64-1, so
+    the bitmaps bit without a bitmap directory makes every write overlap it."""
+    last1 = (first1 + len1 - 1) & ((1 << 64) - 1)
+    last2 = (first2 + len2 - 1) & ((1 << 64) - 1)
+    return not (last2 < first1 or last1 < first2)
+
+
 def check_metadata_overlap(s, ign: int, offset: int, size: int) -> int:
     """The first metadata section [offset, offset+size) would overwrite, or 0."""
     chk = getattr(s, "overlap_check", OL_CACHED) & ~ign
@@ -92,8 +100,8 @@ def check_metadata_overlap(s, ign: int, offset: int, size: int) -> int:
                 if l2 and _overlaps(offset, size, l2, cs):
                     return OL_INACTIVE_L2
     if chk & OL_BITMAP_DIRECTORY and s.autoclear_features & AUTOCLEAR_BITMAPS and \
-            _overlaps(offset, size, getattr(s, "bitmap_directory_offset", 0),
-                      getattr(s, "bitmap_directory_size", 0)):
+            _ranges_overlap(offset, size, getattr(s, "bitmap_directory_offset", 0),
+                            getattr(s, "bitmap_directory_size", 0)):
         return OL_BITMAP_DIRECTORY
     return 0
 

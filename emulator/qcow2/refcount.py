@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import struct
-from functools import cache
 from itertools import chain, compress
 
 from emulator.block.node import BlockError
@@ -64,12 +63,19 @@ def refcounts_in_block(block: bytes, order: int, count: int) -> list[int]:
     return list(chain.from_iterable(map(_sub_byte_table(order).__getitem__, head)))[:count]
 
 
-@cache
+_SUB_BYTE_TABLES: dict[int, list[tuple[int, ...]]] = {}
+
+
 def _sub_byte_table(order: int) -> list[tuple[int, ...]]:
-    """The entries packed in each byte value for refcounts narrower than a byte."""
-    bits = 1 << order
-    return [tuple((b >> (bits * k)) & ((1 << bits) - 1) for k in range(8 >> order))
+    """The entries packed in each byte value for refcounts narrower than a byte
+    (built once per order; functools.cache would cost the CLIs' start-up)."""
+    table = _SUB_BYTE_TABLES.get(order)
+    if table is None:
+        bits = 1 << order
+        table = _SUB_BYTE_TABLES[order] = [
+            tuple((b >> (bits * k)) & ((1 << bits) - 1) for k in range(8 >> order))
             for b in range(256)]
+    return table
 
 
 def refcount_metadata_size(clusters: int, cluster_size: int, order: int,

@@ -81,9 +81,9 @@ def _cache_sizes(s, o: dict) -> tuple[int, int, int]:
 def _host_memory() -> int:
     """What the host's memory overcommit heuristic lets one allocation reach (RAM + swap)."""
     total = 0
-    with open("/proc/meminfo", encoding="ascii") as f:
+    with open("/proc/meminfo", "rb") as f:  # bytes: no codec import at start-up
         for line in f:
-            if line.startswith(("MemTotal:", "SwapTotal:")):
+            if line.startswith((b"MemTotal:", b"SwapTotal:")):
                 total += int(line.split()[1]) * 1024
     return total
 
