@@ -40,6 +40,8 @@ class _ForkedProcess:
         try:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
+            import faulthandler  # the parent's (e.g. pytest's) would report a wanted abort
+            faulthandler.disable()
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(log_fd, 1)

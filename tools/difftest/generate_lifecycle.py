@@ -87,8 +87,9 @@ def _amend(ch: Chooser, st: State) -> list[Step]:
                      "lazy_refcounts=off", "refcount_bits=" + str(ch.choice([1, 2, 4, 8, 32, 64])),
                      "refcount_bits=16", "extended_l2=on", "cluster_size=4096",
                      "compat=0.10,refcount_bits=16", "compat=1.1,lazy_refcounts=on"])
-    if opt.startswith("refcount_bits") and st.geo.cluster > 64 * KiB:
-        opt = "lazy_refcounts=on"  # QEMU takes minutes to rewrite refcounts of big clusters
+    if ("refcount_bits" in opt or "0.10" in opt) and st.geo.cluster > 64 * KiB:
+        # QEMU takes minutes to rewrite refcounts or downgrade images of big clusters
+        opt = "lazy_refcounts=on"
     if st.backing is not None and ch.chance(0.15):
         opt = f"backing_file={st.backing.name},backing_fmt={st.backing.fmt}"
     argv = ["amend", "-o", opt]
