@@ -568,7 +568,7 @@ def _co_block_status(node: BlockNode, want_zero: bool, offset: int,
 
     if ret & BDRV_BLOCK_RAW:
         st = _co_block_status(local_file, want_zero, local_map, pnum)
-        ret, pnum, local_map, local_file = st
+        ret, pnum, local_map, local_file = st.flags, st.pnum, st.offset, st.file
     else:
         if ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO):
             ret |= BDRV_BLOCK_ALLOCATED

@@ -59,9 +59,6 @@ class BlockStatus:
         self.offset = offset
         self.file = file
 
-    def __iter__(self):  # unpacking as (flags, pnum, offset, file)
-        return iter((self.flags, self.pnum, self.offset, self.file))
-
 
 class BlockNode:
     """Base of every driver instance (one node of a block graph)."""
