@@ -78,6 +78,10 @@ def _cache_sizes(s, o: dict) -> tuple[int, int, int]:
     return l2 & ((1 << 64) - 1), entry, refcount & ((1 << 64) - 1)
 
 
+#: caches up to this size fit any host: /proc/meminfo is read only above it
+SMALL_CACHE = 1 << 26
+
+
 def _host_memory() -> int:
     """What the host's memory overcommit heuristic lets one allocation reach (RAM + swap)."""
     total = 0
@@ -110,8 +114,8 @@ def prepare(s, options: dict, unmap: bool) -> Qcow2Opts:
     if hasattr(s, "l2_cache"):  # reopen: the old caches are written back first
         _flush(s.l2_cache, "L2 table")
         _flush(s.refcount_cache, "refcount block")
-    if max(r.l2_cache_entries * entry, r.refcount_cache_entries * s.cluster_size) \
-            > _host_memory():
+    need = max(r.l2_cache_entries * entry, r.refcount_cache_entries * s.cluster_size)
+    if need > SMALL_CACHE and need > _host_memory():
         raise BlockError(errno.ENOMEM, "Could not allocate metadata caches")
     r.cache_clean_interval = o.get("cache-clean-interval", DEFAULT_CACHE_CLEAN_INTERVAL)
     if r.cache_clean_interval > UINT_MAX:
