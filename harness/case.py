@@ -14,16 +14,18 @@ from harness import filters as flt
 from harness.errors import CaseError
 from harness.yamlload import LDict, line_of, load
 
-TOP_KEYS = {"description", "groups", "requires", "images", "filters", "steps"}
+TOP_KEYS = {"description", "groups", "requires", "objects", "files", "images", "filters",
+            "steps"}
 REQUIRE_KEYS = {"formats", "unsupported_imgopts", "impl"}
-IMAGE_KEYS = {"name", "format", "size", "backing", "backing_format", "options", "mirror", "file"}
+IMAGE_KEYS = {"name", "format", "size", "backing", "backing_format", "options", "mirror", "file",
+              "image_opts"}
 IMPLS = ("emulator", "qemu")
 
 #: step kind -> option keys allowed beside the kind key
 STEP_OPTIONS: dict[str, set[str]] = {
     "echo": set(),
-    "img": {"filters"},
-    "io": {"image", "args", "mirror", "session", "filters"},
+    "img": {"objects", "filters"},
+    "io": {"image", "args", "objects", "image_opts", "mirror", "session", "filters"},
     "create": set(),
     "qmp": {"machine", "filters"},
     "inspect": {"image"},
@@ -48,6 +50,8 @@ class ImageSpec:
     options: str = ""
     mirror: Optional[str] = None
     file: Optional[str] = None
+    #: options after ``driver=FMT,file.filename=PATH`` when opened with --image-opts
+    image_opts: Optional[str] = None
     line: int = 1
 
     def filename(self, imgfmt: str) -> str:
@@ -81,6 +85,10 @@ class Case:
     filters: list[flt.Filter]
     steps: list[Step]
     qmp_machines: list[str] = field(default_factory=list)
+    #: ``--object`` arguments given to every qemu-img / qemu-io call
+    objects: list[str] = field(default_factory=list)
+    #: files written into the scratch directory first: name -> text
+    files: dict[str, str] = field(default_factory=dict)
 
     def image(self, name: str) -> ImageSpec:
         for img in self.images:
@@ -126,7 +134,7 @@ def _parse_images(raw: Any, path: str) -> list[ImageSpec]:
         img = ImageSpec(name=name, size=str(item["size"]), format=item.get("format"),
                         backing=item.get("backing"), backing_format=item.get("backing_format"),
                         options=str(opts), mirror=item.get("mirror"), file=item.get("file"),
-                        line=line)
+                        image_opts=_image_opts(item.get("image_opts"), path, line), line=line)
         if any(i.name == name for i in images):
             raise CaseError(path, line, f"duplicate image name '{name}'")
         if img.backing and not any(i.name == img.backing for i in images):
@@ -137,6 +145,88 @@ def _parse_images(raw: Any, path: str) -> list[ImageSpec]:
         if img.mirror and img.mirror not in names:
             raise CaseError(path, img.line, f"mirror image '{img.mirror}' is not declared")
     return images
+
+
+def _image_opts(value: Any, path: str, line: int) -> Optional[str]:
+    """``image_opts``: a string or mapping, ``true`` (no options beyond driver and
+    file name) or ``false`` (None: open with ``-f FMT FILE``)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, str):
+        return value
+    raise CaseError(path, line, "'image_opts' must be a string, a mapping, true or false")
+
+
+def _object_arg(item: Any, path: str, line: int) -> str:
+    """One ``objects`` entry as the argument of ``--object``."""
+    if isinstance(item, str) and item and not item.startswith("-"):
+        if "=" in item.split(",", 1)[0]:
+            raise CaseError(path, line, f"object '{item}' has no type (in a [...] list, "
+                            "quote each object: commas separate the items)")
+        return item
+    if isinstance(item, dict):
+        qom_type = item.get("qom-type")
+        if not isinstance(qom_type, str) or not qom_type:
+            raise CaseError(path, line, "an object mapping needs a 'qom-type' string")
+        props = []
+        for key, value in item.items():
+            if key == "qom-type":
+                continue
+            if not isinstance(value, (str, int, float, bool)):
+                raise CaseError(path, line, f"object property '{key}' must be a scalar")
+            if isinstance(value, bool):
+                value = "on" if value else "off"
+            props.append(f"{key}={str(value).replace(',', ',,')}")
+        return ",".join([qom_type] + props)
+    raise CaseError(path, line, "an object is a string like 'secret,id=sec0,data=pw' "
+                    "or a mapping with 'qom-type'")
+
+
+def parse_objects(raw: Any, path: str, line: int) -> list[str]:
+    """An ``objects`` list (of the case or of a step) as ``--object`` arguments."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise CaseError(path, line_of(raw, line), "'objects' must be a list")
+    return [_object_arg(item, path, line_of(item, line_of(raw, line))) for item in raw]
+
+
+def object_id(arg: str) -> Optional[str]:
+    """The ``id`` property of an ``--object`` argument, if it has one."""
+    for prop in arg.replace(",,", "\x00").split(",")[1:]:
+        key, sep, value = prop.partition("=")
+        if sep and key == "id":
+            return value.replace("\x00", ",")
+    return None
+
+
+def merge_objects(base: list[str], override: list[str]) -> list[str]:
+    """``base`` with each object replaced in place by the object of ``override``
+    that has the same id, followed by the other objects of ``override``."""
+    replace = {object_id(o): o for o in override if object_id(o) is not None}
+    merged = [replace.pop(object_id(o)) if object_id(o) in replace else o for o in base]
+    return merged + [o for o in override
+                     if object_id(o) is None or object_id(o) in replace]
+
+
+def _parse_files(raw: Any, path: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CaseError(path, line_of(raw), "'files' must be a mapping of file name to text")
+    files = {}
+    for name, text in raw.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+            raise CaseError(path, line_of(raw), f"bad file name '{name}' in 'files' "
+                            "(letters, digits, '_', '.', '-'; no directories)")
+        if not isinstance(text, (str, int, float)):
+            raise CaseError(path, line_of(raw), f"file '{name}' needs a text")
+        files[name] = str(text)
+    return files
 
 
 def _parse_filters(raw: Any, path: str) -> list[flt.Filter]:
@@ -168,6 +258,10 @@ def _validate_step(step: Step, path: str, images: set[str]) -> None:
         if not isinstance(opts["filters"], list):
             raise CaseError(path, line, "'filters' must be a list")
         opts["filters"] = _parse_filters(opts["filters"], path)
+    if "objects" in opts:
+        opts["objects"] = parse_objects(opts["objects"], path, line)
+    if "image_opts" in opts:
+        opts["image_opts"] = _image_opts(opts["image_opts"], path, line)
     for key in ("image",):
         if key in opts and opts[key] not in images:
             raise CaseError(path, line, f"unknown image '{opts[key]}'")
@@ -283,4 +377,6 @@ def _load_case(path: Path) -> Case:
         unsupported_imgopts=_str_list(req.get("unsupported_imgopts", []), spath, rline,
                                       "requires.unsupported_imgopts"),
         impls=impls, images=images, filters=_parse_filters(data.get("filters"), spath),
-        steps=steps, qmp_machines=machines)
+        steps=steps, qmp_machines=machines,
+        objects=parse_objects(data.get("objects"), spath, line_of(data)),
+        files=_parse_files(data.get("files"), spath))

@@ -114,8 +114,9 @@ _INFO_DROP = [re.compile(p) for p in (
     r"log_size: [0-9]+")]
 
 
-def filter_img_info(text: str, ctx: FilterContext) -> str:
-    """Drop format-specific details from ``qemu-img info`` (_filter_img_info)."""
+def filter_img_info(text: str, ctx: FilterContext, format_specific: bool = False) -> str:
+    """Drop format-specific details from ``qemu-img info`` (_filter_img_info); LUKS
+    iteration counts and UUIDs become fixed values."""
     out: list[str] = []
     discard = 0
     end_re: "re.Pattern[str] | None" = None
@@ -126,7 +127,9 @@ def filter_img_info(text: str, ctx: FilterContext) -> str:
         line = re.sub(r"iters: [0-9]+", "iters: 1024", line)
         line = re.sub(r"(compression type: )(zlib|zstd)", r"\1COMPRESSION_TYPE", line)
         line = re.sub(r"uuid: [-a-f0-9]+", "uuid: 00000000-0000-0000-0000-000000000000", line)
-        if line == "Format specific information:":
+        if format_specific:
+            discard = 0
+        elif line == "Format specific information:":
             discard = 1
         elif re.match(r'^ *"format-specific": \{', line):
             discard = 2
@@ -140,6 +143,31 @@ def filter_img_info(text: str, ctx: FilterContext) -> str:
         elif discard == 2 and end_re and end_re.match(line):
             discard = 0
     return "".join(line + "\n" for line in out)
+
+
+def filter_img_info_format_specific(text: str, ctx: FilterContext) -> str:
+    """``_filter_img_info --format-specific``: keeps the format-specific part.
+
+    In a step's ``filters`` it stands in for the default img_info filter."""
+    return filter_img_info(text, ctx, format_specific=True)
+
+
+def filter_json_filename(text: str, ctx: FilterContext) -> str:
+    """Every outermost ``json:{...}`` file name becomes ``json:{ /* filtered */ }``
+    (_filter_json_filename; a nested one is part of the outer one)."""
+    result, *parts = text.split("json:{")
+    depth = 0
+    for part in parts:
+        depth += 1
+        end = len(part)
+        for i, ch in enumerate(part):
+            depth += {"{": 1, "}": -1}.get(ch, 0)
+            if depth == 0:
+                end = i + 1
+                break
+        if depth == 0:
+            result += "json:{ /* filtered */ }" + part[end:]
+    return result
 
 
 def filter_qmp(text: str, ctx: FilterContext) -> str:
@@ -169,6 +197,8 @@ FILTERS: dict[str, Filter] = {
     "qemu_img_check": filter_qemu_img_check,
     "img_create": filter_img_create,
     "img_info": filter_img_info,
+    "img_info_format_specific": filter_img_info_format_specific,
+    "json_filename": filter_json_filename,
     "qmp": filter_qmp,
     "qemu_img_map": filter_qemu_img_map,
     "date": filter_date,

@@ -56,7 +56,45 @@ def images(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.mark.parametrize("line", FORMS)
+#: injected errors whose close-time messages depend on the write generations (O4, O5),
+#: file options QEMU checks before it opens the file (options seeds 458, 538), typed
+#: options at reopen (seed 461)
+FLUSH_FORMS = [
+    "qemu-io -c 'open -o driver=qcow2,file.driver=file,file.locking=maybe missing.qcow2' "
+    "-c info",
+    "qemu-io -c 'open -o driver=qcow2,file.aio=bad missing.qcow2'",
+    # reopen compares typed JSON values with its string options (options seed 461)
+    "qemu-io -r -U -c 'reopen -o file.bogus=x,file.locking=on' 'json:{\"driver\":\"qcow2\","
+    "\"file\":{\"driver\":\"file\"},\"file.filename\":\"img.qcow2\","
+    "\"file.locking\":true}'",
+    "qemu-io -c 'write -P 1 0 4k' -c 'write -P 2 8k 4k' -c 'write -z 0 4k' --image-opts "
+    "driver=qcow2,file.driver=blkdebug,file.image.filename=img.qcow2,"
+    "file.inject-error.0.event=flush_to_disk,file.inject-error.0.errno=5",
+    "qemu-io -c 'write -P 1 0 4k' -c flush --image-opts "
+    "driver=qcow2,file.driver=blkdebug,file.image.filename=img.qcow2,"
+    "file.inject-error.0.event=flush_to_disk,file.inject-error.0.once=on",
+    "qemu-io -t writeback -c 'write -P 1 0 4k' --image-opts "
+    "driver=qcow2,file.driver=blkdebug,file.image.filename=img.qcow2,"
+    "file.inject-error.0.event=flush_to_disk",
+    # BDRV_O_NO_FLUSH: no flush reaches the disk, so flush rules never fire
+    "qemu-io -t unsafe -c 'write -P 1 0 4k' -c flush -c 'write -P 1 8k 4k' --image-opts "
+    "driver=qcow2,file.driver=blkdebug,file.image.filename=img.qcow2,"
+    "file.inject-error.0.event=flush_to_disk",
+    "qemu-io -c 'write -P 1 0 4k' -c flush -c 'write -P 1 8k 4k' --image-opts "
+    "driver=qcow2,cache.no-flush=on,file.driver=blkdebug,file.image.filename=img.qcow2,"
+    "file.inject-error.0.event=l2_update,file.inject-error.0.iotype=flush",
+    # convert opens its target with cache=unsafe unless -t says otherwise
+    "qemu-img convert -n -O qcow2 nested.qcow2 'json:{\"driver\":\"qcow2\",\"file\":"
+    "{\"driver\":\"blkdebug\",\"inject-error\":[{\"event\":\"l2_update\",\"iotype\":"
+    "\"flush\"}],\"image\":{\"driver\":\"file\",\"filename\":\"img.qcow2\"}}}'",
+    "qemu-img convert -t writeback -n -O qcow2 nested.qcow2 'json:{\"driver\":\"qcow2\","
+    "\"file\":{\"driver\":\"blkdebug\",\"inject-error\":[{\"event\":\"l2_update\","
+    "\"iotype\":\"flush\"}],\"image\":{\"driver\":\"file\",\"filename\":"
+    "\"img.qcow2\"}}}'",
+]
+
+
+@pytest.mark.parametrize("line", FORMS + FLUSH_FORMS)
 def test_option_form(line: str, images: Path, tmp_path: Path) -> None:
     words = shlex.split(line)
     tool = words[0][5:]
@@ -68,6 +106,39 @@ def test_option_form(line: str, images: Path, tmp_path: Path) -> None:
     assert_same_output(p_out, q_out)
     assert p_rc == (128 - q_rc if q_rc < 0 else q_rc)
     assert tree_files(dirs[1]) == tree_files(dirs[0])
+
+
+def test_close_after_errors_on_lazy_refcounts(tmp_path: Path) -> None:
+    """O4 (options seed 281): QEMU's close fails to flush both caches; it counts
+    every write request (failed ones and zero-write fallbacks too) on the node
+    receiving it, so the flushes at close still reach blkdebug's rules."""
+    from tests.cli_support import differential, qemu_setup
+    setup = qemu_setup(
+        ["img", "create", "-q", "-f", "qcow2", "base.qcow2", "1M"],
+        ["io", "-f", "qcow2", "-c", "write -P 0x5a 0 1536", "base.qcow2"],
+        ["img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512,lazy_refcounts=on",
+         "-b", "base.qcow2", "-F", "qcow2", "img.qcow2", "1M"],
+        ["io", "-f", "qcow2", "-c", "write -P 0x11 0 8k", "img.qcow2"],
+        ["io", "-c", "write -z 4096 512", "-c", "discard 61440 512",
+         'json:{"driver":"qcow2","file.driver":"blkdebug","file":{"image":'
+         '{"filename":"img.qcow2"}}}'])
+    differential(tmp_path, setup, "io", [
+        "-c", "length", "-c", "write -z 524288 512", "-c", "discard 196608 512",
+        "-c", "write -z 61440 8192", "--image-opts",
+        "driver=qcow2,file.driver=blkdebug,file.image.filename=img.qcow2,file.align=4k,"
+        "file.inject-error.0.event=refblock_alloc,file.inject-error.0.errno=1,"
+        "file.inject-error.1.event=write_aio,file.inject-error.1.once=off"])
+
+
+def test_map_with_corrupt_reftable(tmp_path: Path) -> None:
+    """Options seed 523: block status ignores a failed metadata preallocation check
+    (a corrupt refcount table entry); map goes on after the corruption message."""
+    from tests.cli_support import differential, qemu_setup
+    setup = qemu_setup(
+        ["img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", "img.qcow2", "1M"],
+        ["io", "-f", "qcow2", "-c", "write -P 0x11 0 8k", "img.qcow2"],
+        ["io", "-f", "raw", "-c", "write -P 0x7 4096 65536", "img.qcow2"])
+    differential(tmp_path, setup, "img", ["map", "--output=json", "-f", "qcow2", "img.qcow2"])
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -38,7 +38,7 @@ pytestmark = [
 
 #: a fast subset of ``python -m tools.fuzz_corrupt --seeds 0:2000`` (same seeds, same
 #: mutations), with the seeds that found divergences (docs/divergences.md)
-FUZZ_SEEDS = [*range(0, 2000, 100), 615]
+FUZZ_SEEDS = [*range(0, 2000, 100), 615, 890, 910, 3873, 4543]
 
 
 @pytest.fixture(scope="module")

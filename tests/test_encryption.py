@@ -464,3 +464,21 @@ def test_luks_header_checks(images: Path, tmp_path: Path, what: str) -> None:
         both("img", ["info", name], tmp_path, tmp_path)
         both("io", SECRETS + ["-c", "read 0 512", "--image-opts", spec_of(name)],
              tmp_path, tmp_path)
+
+
+def test_create_over_encrypted_backing_needs_no_key(tmp_path: Path) -> None:
+    """bdrv_img_create opens the backing file with BDRV_O_NO_IO: an encrypted
+    backing file gives its size without its key secret."""
+    qdir, odir = tmp_path / "q", tmp_path / "o"
+    for d in (qdir, odir):
+        d.mkdir()
+    opts = "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"
+    out_q, rc_q = qemu_retry("img", ["create", "-q", "-f", "qcow2", *SECRETS, "-o", opts,
+                                          "b.qcow2", "1M"], qdir)
+    assert rc_q == 0, out_q
+    shutil.copy(qdir / "b.qcow2", odir / "b.qcow2")
+    for args in (["create", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", "o.qcow2"],
+                 ["create", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", "p.qcow2", "2M"]):
+        out, rc = both("img", args, qdir, odir)
+        assert rc == 0, out
+    assert (qdir / "o.qcow2").read_bytes() == (odir / "o.qcow2").read_bytes()

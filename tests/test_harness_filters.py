@@ -73,3 +73,28 @@ def test_qemu_img_map() -> None:
         "0               0x2000          TEST_DIR/t.qcow2\n"
         '[{ "start": 0, "length": 8192, "depth": 0, "present": true, "zero": false, '
         '"data": true, "offset": OFFSET}]\n')
+
+
+def test_img_info_format_specific_keeps_luks_details_with_fixed_random_parts() -> None:
+    raw = ("image: /tmp/harness/x/t.qcow2\nfile format: qcow2\nencrypted: yes\n"
+           "cluster_size: 65536\nFormat specific information:\n"
+           "    compression type: zlib\n    encrypt:\n"
+           "        uuid: aad59810-ecb4-44f6-b39d-4ee24ea376c8\n        format: luks\n"
+           "        slots:\n            [0]:\n                active: true\n"
+           "                iters: 41321\n        master key iters: 10170\n")
+    # as in qemu-iotests 198.out (_filter_img_info --format-specific)
+    assert flt.filter_img_info_format_specific(raw, CTX) == (
+        "image: TEST_DIR/t.IMGFMT\nfile format: IMGFMT\nFormat specific information:\n"
+        "    compression type: COMPRESSION_TYPE\n    encrypt:\n"
+        "        uuid: 00000000-0000-0000-0000-000000000000\n        format: luks\n"
+        "        slots:\n            [0]:\n                active: true\n"
+        "                iters: 1024\n        master key iters: 1024\n")
+    assert "encrypt" not in flt.filter_img_info(raw, CTX)
+
+
+def test_json_filename_nested_and_plain() -> None:
+    raw = ('image: json:{"driver": "qcow2", "backing": {"x": "json:{\\"a\\": {}}"}}\n'
+           "backing file: json:{\"driver\": \"raw\"} (actual path: x)\n")
+    assert flt.filter_json_filename(raw, CTX) == (
+        "image: json:{ /* filtered */ }\n"
+        "backing file: json:{ /* filtered */ } (actual path: x)\n")

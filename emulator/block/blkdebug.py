@@ -184,9 +184,6 @@ class BlkdebugNode(BlockNode):
         self.supports_zero_flags = file.supports_zero_flags
         self.unmap = getattr(file, "unmap", True)
         self.state = 1
-        # write requests seen / at the last successful flush (bdrv_co_flush
-        # only reaches the driver when they differ)
-        self.write_gen = self.flushed_gen = 0
         self.rules: dict[str, list[Rule]] = {}
         self.active: list[Rule] = []
         self.suspended: list[Suspended] = []
@@ -310,6 +307,13 @@ class BlkdebugNode(BlockNode):
         if rule.once:
             self.active.remove(rule)
             self.rules[rule.event].remove(rule)
+        from emulator.block import coroutine
+        co = coroutine.current()
+        if not rule.immediately and co is not None:
+            # the failing request yields to a bottom half first
+            from emulator.block import aio_context
+            aio_context.co_schedule(co)
+            coroutine.yield_()
         raise BlockError(rule.error)
 
     def drv_getlength(self) -> int:
@@ -323,7 +327,6 @@ class BlkdebugNode(BlockNode):
 
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         from emulator.block import io
-        self.write_gen += 1
         self._rule_check(offset, len(data), 1)
         io.pwrite(self.file, offset, data, flags)
 
@@ -331,7 +334,6 @@ class BlkdebugNode(BlockNode):
         from emulator.block import io
         if length < max(self.request_alignment, self.pwrite_zeroes_alignment):
             raise BlockError(errno.ENOTSUP)
-        self.write_gen += 1
         self._rule_check(offset, length, 2)
         io.pwrite_zeroes(self.file, offset, length, flags)
 
@@ -339,16 +341,13 @@ class BlkdebugNode(BlockNode):
         from emulator.block import io
         if length < self.request_alignment:
             raise BlockError(errno.ENOTSUP)
-        self.write_gen += 1
         self._rule_check(offset, length, 3)
         io.pdiscard(self.file, offset, length)
 
-    def drv_flush(self) -> None:
-        if self.flushed_gen == self.write_gen:
-            return
-        gen = self.write_gen
+    def drv_flush_to_disk(self) -> None:
+        from emulator.block import io
         self._rule_check(0, 0, 4)
-        self.flushed_gen = gen
+        io.flush(self.file)
 
     def drv_block_status(self, want_zero: bool, offset: int, length: int) -> BlockStatus:
         self._rule_check(offset, length, 5)
@@ -356,7 +355,6 @@ class BlkdebugNode(BlockNode):
 
     def drv_truncate(self, size: int, exact: bool, prealloc: str, flags: int = 0) -> None:
         from emulator.block import io
-        self.write_gen += 1
         io.truncate(self.file, size, exact, prealloc, flags)
 
     def drv_close(self) -> None:

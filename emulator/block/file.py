@@ -9,7 +9,7 @@ API summary:
   drv_pwrite_zeroes (punch hole with BDRV_REQ_MAY_UNMAP, else
   FALLOC_FL_ZERO_RANGE, falling back like handle_aiocb_write_zeroes),
   drv_pdiscard (punch hole, file size kept), drv_block_status (SEEK_DATA /
-  SEEK_HOLE), drv_truncate (off / falloc / full, exact size), drv_flush,
+  SEEK_HOLE), drv_truncate (off / falloc / full, exact size), drv_flush_to_disk,
   drv_close.
 The same syscalls as QEMU are used on the real file, so holes, file size and
 SEEK_DATA answers match what QEMU would leave behind.
@@ -20,6 +20,7 @@ import errno
 import os
 import stat
 
+from emulator.block import coroutine
 from emulator.block.node import (
     BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO, BDRV_REQ_MAY_UNMAP,
     BDRV_REQ_NO_FALLBACK, BDRV_REQ_ZERO_WRITE, BlockError, BlockNode, BlockStatus,
@@ -100,6 +101,21 @@ def _regular_truncate(fd: int, size: int, prealloc: str) -> None:
     raise BlockError(errno.ENOTSUP, f"Unsupported preallocation mode: {prealloc}")
 
 
+def _thread_pool(method):
+    """raw_thread_pool_submit: the host I/O runs in a worker thread while the
+    request's coroutine yields (also when it fails); the main thread just runs it."""
+    def submit(self, *args):
+        if coroutine._current is None:
+            return method(self, *args)
+        try:
+            return method(self, *args)
+        finally:
+            from emulator.block import aio_context
+            aio_context.host_io(method.__name__ == "drv_preadv")
+    submit.__doc__ = method.__doc__
+    return submit
+
+
 class FileNode(BlockNode):
     """A regular host file opened like file-posix (buffered, no O_DIRECT)."""
 
@@ -121,15 +137,15 @@ class FileNode(BlockNode):
                              f"'file' driver requires '{path}' to be a regular file")
         # host I/O requests issued: in QEMU each one yields the coroutine
         self.io_ops = 0
-        # bdrv_co_flush syncs only when write requests came since the last flush
-        self.write_gen = self.flushed_gen = 0
         self.has_discard = True
         self.has_write_zeroes = True
         self.has_fallocate = True
         self.request_alignment = 1
-        #: cache.direct=on (O_DIRECT in QEMU): reads must leave no pages in the host's
-        #: page cache, which would make ext4 report unwritten extents as data
+        #: cache.direct=on (O_DIRECT in QEMU): aligned reads and writes go through an
+        #: O_DIRECT descriptor (``dfd``), so the page cache (which makes ext4 report
+        #: unwritten extents as data) is filled and emptied exactly as by QEMU
         self.direct = False
+        self.dfd = self.dfd_mode = -1
         self.supports_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK
         # extending a regular file reads back as zeroes
         self.supported_truncate_flags = BDRV_REQ_ZERO_WRITE
@@ -151,8 +167,27 @@ class FileNode(BlockNode):
     def drv_getlength(self) -> int:
         return os.fstat(self.fd).st_size
 
+    def _direct_buffer(self, offset: int, length: int):
+        """A page-aligned buffer for an O_DIRECT request, or None when the request is
+        not aligned (it then goes through the page cache)."""
+        import mmap
+        if not length or (offset | length) % max(self.request_alignment, 512):
+            return None
+        mode = (os.O_RDONLY if self.read_only else os.O_RDWR) | os.O_DIRECT
+        if self.dfd < 0 or self.dfd_mode != mode:  # first use, or reopened read-write
+            if self.dfd >= 0:
+                os.close(self.dfd)
+            self.dfd, self.dfd_mode = os.open(self.filename, mode), mode
+        return mmap.mmap(-1, length)
+
+    @_thread_pool
     def drv_preadv(self, offset: int, length: int) -> bytes:
         self.io_ops += 1
+        buf = self._direct_buffer(offset, length) if self.direct else None
+        if buf is not None:
+            with buf:
+                n = os.preadv(self.dfd, [buf], offset)
+                return buf[:n] + b"\0" * (length - n)  # zeroes past the end of file
         if self.direct:  # no readahead past the request
             os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_RANDOM)
         data = os.pread(self.fd, length, offset)
@@ -167,10 +202,19 @@ class FileNode(BlockNode):
             data += more
         return data
 
+    @_thread_pool
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         self._check_writable()
-        self.write_gen += 1
         self.io_ops += 1
+        buf = self._direct_buffer(offset, len(data)) if self.direct else None
+        if buf is not None:
+            with buf:
+                buf.write(data)
+                try:
+                    os.pwritev(self.dfd, [buf], offset)
+                except OSError as e:
+                    raise BlockError(e.errno) from None
+            return
         view = memoryview(data)
         while view:
             try:
@@ -180,9 +224,9 @@ class FileNode(BlockNode):
                 raise BlockError(e.errno) from None
             view, offset = view[n:], offset + n
 
+    @_thread_pool
     def drv_pwrite_zeroes(self, offset: int, length: int, flags: int) -> None:
         self._check_writable()
-        self.write_gen += 1
         self.io_ops += 1
         if flags & BDRV_REQ_MAY_UNMAP:
             ret = _fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
@@ -217,9 +261,9 @@ class FileNode(BlockNode):
             self.has_fallocate = False
         return -errno.ENOTSUP
 
+    @_thread_pool
     def drv_pdiscard(self, offset: int, length: int) -> None:
         self._check_writable()
-        self.write_gen += 1
         if not self.has_discard:
             raise BlockError(errno.ENOTSUP)
         ret = _translate_err(_fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -262,22 +306,22 @@ class FileNode(BlockNode):
             return start, offs, 0
         return 0, 0, -errno.EBUSY
 
+    @_thread_pool
     def drv_truncate(self, size: int, exact: bool, prealloc: str, flags: int = 0) -> None:
         self._check_writable()
-        self.write_gen += 1
         _regular_truncate(self.fd, size, prealloc)
 
-    def drv_flush(self) -> None:
-        if self.read_only or self.flushed_gen == self.write_gen:
-            return
-        gen = self.write_gen
+    @_thread_pool
+    def drv_flush_to_disk(self) -> None:
         try:
             os.fdatasync(self.fd)
         except OSError as e:
             raise BlockError(e.errno) from None
-        self.flushed_gen = gen
 
     def drv_close(self) -> None:
+        if self.dfd >= 0:
+            os.close(self.dfd)
+            self.dfd = -1
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

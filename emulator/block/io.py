@@ -22,7 +22,9 @@ getlength; ``supported_write_flags`` [0];
 ``detect_zeroes`` ["off"] ("on"/"unmap": all-zero writes become zero writes);
 ``copy_on_read`` [False] (reads copy unallocated data up from the backing chain);
 ``cluster_size`` [0] (copy-on-read works in whole clusters when set);
-``supports_backing`` [False]; ``probed`` [False].
+``supports_backing`` [False]; ``probed`` [False]; ``no_flush`` [False]
+(BDRV_O_NO_FLUSH: flushes stop before the disk); ``data_file`` [None] (a
+further child that flushes reach).
 """
 from __future__ import annotations
 
@@ -88,6 +90,14 @@ def _write_req_finish(node: BlockNode, offset: int, length: int, truncate: bool 
     end_sector = -(-(offset + length) // SECTOR_SIZE)
     if truncate or end_sector > getattr(node, "total_sectors", 0):
         node.total_sectors = end_sector
+
+
+def _count_write(node: BlockNode) -> None:
+    """bdrv_co_write_req_finish's write generation: every finished write, zero
+    write or discard request (failed ones too) and successful truncate counts;
+    :func:`flush` reaches the disk only when the count moved since its last
+    success."""
+    node.write_gen += 1
 
 
 def _set_dirty(node: BlockNode, offset: int, length: int) -> None:
@@ -215,6 +225,9 @@ def _copy_on_readv(node: BlockNode, offset: int, length: int) -> bytes:
         if not allocated:
             pnum = min(pnum, MAX_BOUNCE_BUFFER)
             bounce = _driver_preadv(node, cluster_offset, pnum)
+            event = getattr(node, "debug_event", None)
+            if event is not None:
+                event("cor_write")
             if (type(node).drv_pwrite_zeroes is not BlockNode.drv_pwrite_zeroes
                     and not any(bounce)):
                 _do_pwrite_zeroes(node, cluster_offset, pnum, 0)
@@ -275,20 +288,41 @@ def _padding(node: BlockNode, offset: int, length: int) -> tuple[int, int, int, 
 
 def _padding_rmw_read(node: BlockNode, offset: int, length: int,
                       pad: tuple[int, int, int, bool]) -> tuple[bytes, bytes]:
-    """Read the aligned head and tail blocks around [offset, offset+length)."""
+    """bdrv_padding_rmw_read: read the aligned head and tail blocks around
+    [offset, offset+length), with the pwritev_rmw_* events of a blkdebug node.
+
+    QEMU 7.2's callers ignore a failed read: the write goes on with the padding
+    buffer as it was (fresh memory, zeroes) and the rest is not read."""
     align = node.request_alignment
     head, tail, buf_len, merge = pad
     start = offset - head
     end = offset + length + tail
+    event = getattr(node, "debug_event", None) or (lambda name: None)
     head_buf = b""
-    tail_buf = b""
+    tail_buf = bytes(align) if tail else b""
     if head or merge:
         n = buf_len if merge else align
-        head_buf = _aligned_preadv(node, start, n, align)
+        if head:
+            event("pwritev_rmw_head")
+        if merge and tail:
+            event("pwritev_rmw_tail")
+        try:
+            head_buf = _aligned_preadv(node, start, n, align)
+        except BlockError:
+            return bytes(n), tail_buf
+        if head:
+            event("pwritev_rmw_after_head")
+        if merge and tail:
+            event("pwritev_rmw_after_tail")
         if merge:
             return head_buf, b""
     if tail:
-        tail_buf = _aligned_preadv(node, end - align, align, align)
+        event("pwritev_rmw_tail")
+        try:
+            tail_buf = _aligned_preadv(node, end - align, align, align)
+        except BlockError:
+            return head_buf, tail_buf
+        event("pwritev_rmw_after_tail")
     return head_buf, tail_buf
 
 
@@ -316,7 +350,7 @@ def _aligned_pwritev(node: BlockNode, offset: int, length: int, align: int,
         elif length <= max_transfer:
             if event is not None:
                 event("pwritev")
-            node.drv_pwritev(offset, bytes(data), flags & ~BDRV_REQ_ZERO_WRITE)
+            _driver_pwritev(node, offset, bytes(data), flags & ~BDRV_REQ_ZERO_WRITE)
         else:
             if event is not None:
                 event("pwritev")
@@ -327,12 +361,22 @@ def _aligned_pwritev(node: BlockNode, offset: int, length: int, align: int,
                 if (num < length - done and flags & BDRV_REQ_FUA
                         and not getattr(node, "supported_write_flags", 0) & BDRV_REQ_FUA):
                     local &= ~BDRV_REQ_FUA
-                node.drv_pwritev(offset + done, bytes(data[done:done + num]), local)
+                _driver_pwritev(node, offset + done, bytes(data[done:done + num]), local)
                 done += num
     finally:
         if event is not None:
             event("pwritev_done")
+        _count_write(node)
     _write_req_finish(node, offset, length)
+
+
+def _driver_pwritev(node: BlockNode, offset: int, data: bytes, flags: int) -> None:
+    """bdrv_driver_pwritev: FUA the node cannot honour becomes a flush of the
+    node once the write succeeded (before the request is counted as finished)."""
+    fua = flags & BDRV_REQ_FUA and not getattr(node, "supported_write_flags", 0) & BDRV_REQ_FUA
+    node.drv_pwritev(offset, data, flags & ~BDRV_REQ_FUA if fua else flags)
+    if fua:
+        flush(node)
 
 
 def _do_pwrite_zeroes(node: BlockNode, offset: int, length: int, flags: int) -> None:
@@ -347,6 +391,7 @@ def _do_pwrite_zeroes(node: BlockNode, offset: int, length: int, flags: int) -> 
     head = offset % alignment
     tail = (offset + length) % alignment
     max_write_zeroes = _align_down(max_write_zeroes, alignment)
+    need_flush = False
     while length > 0:
         num = length
         if head:
@@ -360,6 +405,8 @@ def _do_pwrite_zeroes(node: BlockNode, offset: int, length: int, flags: int) -> 
         try:
             node.drv_pwrite_zeroes(offset, num, flags & supported)
             err = 0
+            if flags & BDRV_REQ_FUA and not supported & BDRV_REQ_FUA:
+                need_flush = True
         except BlockError as e:
             if e.errno != errno.ENOTSUP:
                 raise
@@ -369,10 +416,13 @@ def _do_pwrite_zeroes(node: BlockNode, offset: int, length: int, flags: int) -> 
             write_flags = flags & ~BDRV_REQ_ZERO_WRITE
             if flags & BDRV_REQ_FUA and not getattr(node, "supported_write_flags", 0) & BDRV_REQ_FUA:
                 write_flags &= ~BDRV_REQ_FUA
+                need_flush = True
             num = min(num, max_transfer)
             node.drv_pwritev(offset, bytes(num), write_flags)
         offset += num
         length -= num
+    if need_flush:
+        flush(node)
 
 
 def _do_zero_pwritev(node: BlockNode, offset: int, length: int, flags: int) -> None:
@@ -494,9 +544,11 @@ def pdiscard(node: BlockNode, offset: int, length: int) -> None:
             node.drv_pdiscard(offset, num)
         except BlockError as e:
             if e.errno != errno.ENOTSUP:
+                _count_write(node)
                 raise
         offset += num
         length -= num
+    _count_write(node)
 
 
 # ----------------------------------------------------------------- truncate / flush
@@ -516,6 +568,7 @@ def truncate(node: BlockNode, size: int, exact: bool = False, prealloc: str = "o
     if flags & ~getattr(node, "supported_truncate_flags", 0):
         raise BlockError(errno.ENOTSUP, "Block driver does not support requested flags")
     node.drv_truncate(size, exact, prealloc, flags)
+    _count_write(node)
     refresh_total_sectors(node)
     if getattr(node, "dirty_bitmaps", None):
         from emulator.qcow2.bitmap_dirty import truncate_all
@@ -523,15 +576,63 @@ def truncate(node: BlockNode, size: int, exact: bool = False, prealloc: str = "o
 
 
 def flush(node: BlockNode) -> None:
-    """bdrv_co_flush: the node, then its file child (nothing on a node made unusable)."""
+    """bdrv_co_flush (nothing on a node made unusable): the driver's write-back
+    to the OS, then, when writes were counted since the last successful flush
+    (and not with cache.no-flush), its flush to disk; then every writable child
+    (all of them even after a failure, the first error is raised). The events
+    go to the file child. A failure leaves the node's flushed generation as it was."""
     if node.read_only or getattr(node, "dead", False):
         return
+    gen = node.write_gen
+    from emulator.block import coroutine
+    co = coroutine._current
+    if co is None:  # nothing else in flight: no flush to wait for
+        _flush(node, gen)
+        return
+    # a flush in flight on the node: wait for it (bs->flush_queue), in order
+    while getattr(node, "active_flush", False):
+        node.__dict__.setdefault("flush_queue", []).append(co)
+        coroutine.yield_()
+    node.active_flush = True
+    try:
+        _flush(node, gen)
+    finally:
+        node.active_flush = False
+        if getattr(node, "flush_queue", None):
+            coroutine.wake(node.flush_queue.pop(0))
+
+
+def _flush(node: BlockNode, gen: int) -> None:
+    """The flush itself, ``gen`` the write generation when it was requested."""
     event = getattr(node.file, "debug_event", None)
     if event is not None:
         event("flush_to_os")
     node.drv_flush()
+    if not getattr(node, "no_flush", False) and node.flushed_gen != gen:
+        if event is not None:
+            event("flush_to_disk")
+        node.drv_flush_to_disk()
+    error = None
+    for child in _writable_children(node):
+        try:
+            flush(child)
+        except BlockError as e:
+            error = error or e
+    if error is not None:
+        raise error
+    node.flushed_gen = gen
+
+
+def _writable_children(node: BlockNode) -> list[BlockNode]:
+    """The children a flush goes on to, in QEMU's list order (newest child first):
+    an external data file, then the file."""
+    children = []
+    data_file = getattr(node, "data_file", None)
+    if data_file is not None and data_file is not node.file:
+        children.append(data_file)
     if node.file is not None:
-        flush(node.file)
+        children.append(node.file)
+    return children
 
 
 # ----------------------------------------------------------------- block status

@@ -9,7 +9,11 @@ in use by QEMU) and inside one process (a backing chain that loops back to
 an image opened for writing).
 
 API: permission bits (PERM_*), ``apply(file, held, unshared, check=True)``
-which raises BlockError with QEMU's message and hint on a conflict.
+which raises BlockError with QEMU's message and hint on a conflict;
+``reapply(file)`` locks the same bytes on a new descriptor; a reopen that
+changes whether the users of a file write goes through ``check_write`` and
+``set_writable`` (the permissions its users would hold writable are
+``file.lock_full``, recorded at open).
 """
 from __future__ import annotations
 
@@ -64,8 +68,16 @@ def apply(file: BlockNode, held: int, unshared: int, check: bool = True) -> None
                     _fcntl(fd, _F_OFD_SETLK, fcntl.F_RDLCK, base + i)
                 except OSError as e:
                     raise _lock_error(e.errno, f"Failed to lock byte {base + i}") from None
+    old_held, old_unshared = getattr(file, "lock_perms", (0, 0))
+    file.lock_perms = (old_held | held, old_unshared | unshared)
     if not check:
         return
+    _check(file, held, unshared)
+
+
+def _check(file: BlockNode, held: int, unshared: int) -> None:
+    """raw_check_lock_bytes: no one else may lock what we hold or refuse to share."""
+    fd = file.fd
     hint = f"Is another process using the image [{file.filename}]?\n"
     for bits, base, text in ((held, _SHARED_BASE, 'Failed to get "{}" lock'),
                              (unshared, _PERM_BASE, 'Failed to get shared "{}" lock')):
@@ -80,3 +92,37 @@ def apply(file: BlockNode, held: int, unshared: int, check: bool = True) -> None
                 raise err from None
             if conflict:
                 raise BlockError(errno.EAGAIN, text.format(name), hint)
+
+
+def reapply(file: BlockNode) -> None:
+    """Lock the bytes recorded for ``file`` on its (new) descriptor."""
+    if getattr(file, "use_lock", True) and hasattr(file, "lock_perms"):
+        apply(file, *file.lock_perms, check=False)
+
+
+def _writable_perms(file: BlockNode, writable: bool) -> tuple[int, int] | None:
+    full = getattr(file, "lock_full", None)
+    if full is None or not getattr(file, "use_lock", True):
+        return None
+    held, unshared = full
+    return (held if writable else held & ~(PERM_WRITE | PERM_RESIZE)), unshared
+
+
+def check_write(file: BlockNode) -> None:
+    """The conflict check of a file whose users become writers (raw_check_perm)."""
+    perms = _writable_perms(file, True)
+    if perms is not None:
+        _check(file, perms[0] & ~getattr(file, "lock_perms", (0, 0))[0], 0)
+
+
+def set_writable(file: BlockNode, writable: bool) -> None:
+    """Lock or unlock the write and resize bytes of a file's users (raw_set_perm)."""
+    perms = _writable_perms(file, writable)
+    if perms is None:
+        return
+    held, unshared = perms
+    for i in range(len(_NAMES)):
+        if getattr(file, "lock_perms", (0, 0))[0] & (1 << i) and not held & (1 << i):
+            _fcntl(file.fd, _F_OFD_SETLK, fcntl.F_UNLCK, _PERM_BASE + i)
+    file.lock_perms = (0, 0)
+    apply(file, held, unshared, check=False)

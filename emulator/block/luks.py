@@ -108,34 +108,41 @@ class LuksNode(BlockNode):
 def create(filename: str, opts: dict) -> None:
     """qemu-img create -f luks: the header, then the payload of ``size`` bytes."""
     from emulator.block.file import FileNode
-    from emulator.crypto.errors import CryptoError
-    from emulator.crypto.luks import Luks
-    size = int(opts.get("size", 0) or 0)
     prealloc = opts.get("preallocation", "off") or "off"
     if prealloc not in ("off", "metadata", "falloc", "full"):
         raise BlockError(errno.EINVAL, f"invalid parameter value: {prealloc}")
-    if prealloc == "metadata":
-        prealloc = "off"
     FileNode.create(filename, 0, "off")
     file = FileNode(filename)
     try:
-        io.refresh_total_sectors(file)
-
-        def init(headerlen: int) -> None:
-            io.truncate(file, size + headerlen, exact=False, prealloc=prealloc)
-
-        def write(offset: int, data: bytes) -> None:
-            io.pwrite(file, offset, data)
-        crypto_opts = {k: opts.get(k) for k in ("key-secret", "cipher-alg", "cipher-mode",
-                                                "ivgen-alg", "ivgen-hash-alg", "hash-alg",
-                                                "iter-time")}
-        try:
-            Luks.create(crypto_opts, "", init, write)
-        except CryptoError as e:
-            raise crypto_error(e) from None
+        create_on(file, opts)
     except BaseException:
         file.drv_close()
         import os
         os.unlink(filename)
         raise
     file.drv_close()
+
+
+def create_on(file: BlockNode, opts: dict) -> None:
+    """block_crypto_co_create_generic: a LUKS header on the file node ``file``
+    (blockdev-create writes into the user's node), then ``size`` bytes of payload."""
+    from emulator.crypto.errors import CryptoError
+    from emulator.crypto.luks import Luks
+    size = int(opts.get("size", 0) or 0)
+    prealloc = opts.get("preallocation", "off") or "off"
+    if prealloc == "metadata":
+        prealloc = "off"
+    io.refresh_total_sectors(file)
+
+    def init(headerlen: int) -> None:
+        io.truncate(file, size + headerlen, exact=False, prealloc=prealloc)
+
+    def write(offset: int, data: bytes) -> None:
+        io.pwrite(file, offset, data)
+    crypto_opts = {k: opts.get(k) for k in ("key-secret", "cipher-alg", "cipher-mode",
+                                            "ivgen-alg", "ivgen-hash-alg", "hash-alg",
+                                            "iter-time")}
+    try:
+        Luks.create(crypto_opts, "", init, write)
+    except CryptoError as e:
+        raise crypto_error(e) from None

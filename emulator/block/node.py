@@ -47,6 +47,28 @@ def errno_message(err: int) -> str:
     return os.strerror(err)
 
 
+#: how many automatic node names this process has generated (id_generate's counter)
+_auto_names = 0
+
+
+def auto_node_name() -> str:
+    """id_generate(ID_BLOCK): '#block', a per-process counter, two random digits.
+
+    QEMU draws the digits at random too, so only the counter part is reproducible.
+    """
+    global _auto_names
+    import os
+    name = f"#block{_auto_names}{int.from_bytes(os.urandom(2), 'little') % 100:02d}"
+    _auto_names += 1
+    return name
+
+
+def reset_auto_names() -> None:
+    """A new tool run (a new QEMU process) numbers its nodes from 0 again."""
+    global _auto_names
+    _auto_names = 0
+
+
 class BlockStatus:
     """Result of a block-status query: flags, bytes covered, host offset, node mapped to."""
 
@@ -70,12 +92,17 @@ class BlockNode:
     backing: BlockNode | None = None
     read_only: bool = False
     filename: str = ""
+    #: the node-name option, or an automatic "#blockNNN" name (bdrv_assign_node_name)
+    node_name: str = ""
     #: request alignment and limits as QEMU's BlockLimits
     request_alignment: int = 1
     pwrite_zeroes_alignment: int = 0
     pdiscard_alignment: int = 0
     max_transfer: int = 0
     supports_zero_flags: int = 0  # BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK etc.
+    #: write requests finished on this node / counted at its last successful flush
+    write_gen: int = 0
+    flushed_gen: int = 0
 
     # --- driver callbacks (byte based; raise BlockError on failure) ---
     def drv_getlength(self) -> int:
@@ -104,7 +131,10 @@ class BlockNode:
         raise BlockError(errno.ENOTSUP)
 
     def drv_flush(self) -> None:
-        pass
+        """bdrv_co_flush_to_os: write cached data back to the children."""
+
+    def drv_flush_to_disk(self) -> None:
+        """bdrv_co_flush_to_disk: make the written data stable (file nodes)."""
 
     def drv_close(self) -> None:
         pass

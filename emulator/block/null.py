@@ -3,7 +3,8 @@ that stores nothing.
 
 ``NullNode(driver, options)`` consumes the runtime options ``size`` (default
 1 GiB), ``latency-ns`` and ``read-zeroes`` (default off). Reads leave the
-caller's buffer alone (qemu-io's buffers hold 0xab) unless ``read-zeroes=on``;
+caller's buffer alone unless ``read-zeroes=on``: qemu-io's buffers hold 0xab,
+qemu-img's come fresh from the allocator (zeroes in practice);
 writes, zero writes and discards succeed without effect.
 """
 from __future__ import annotations
@@ -60,7 +61,10 @@ class NullNode(BlockNode):
         return self.size
 
     def drv_preadv(self, offset: int, length: int) -> bytes:
-        return bytes(length) if self.read_zeroes else bytes([UNTOUCHED_BUFFER_BYTE]) * length
+        if self.read_zeroes:
+            return bytes(length)
+        from emulator import report
+        return bytes([UNTOUCHED_BUFFER_BYTE if report.prog_name == "qemu-io" else 0]) * length
 
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         pass

@@ -94,6 +94,11 @@ def _reject_unknown(options: dict, driver: str) -> None:
         raise unsupported(left, driver, driver == "file" or driver in _PROTOCOLS)
 
 
+def _no_flush(options: dict) -> bool:
+    """BDRV_O_NO_FLUSH (cache.no-flush, -t unsafe): flushes stop before the disk."""
+    return options.get("cache.no-flush") in (True, "on")
+
+
 def _generic_checks(options: dict, read_only: bool, force_share: bool) -> None:
     """bdrv_open_common's first checks: the bool options' values, then force-share."""
     from emulator.block.options import BOOL, absorb
@@ -104,11 +109,12 @@ def _generic_checks(options: dict, read_only: bool, force_share: bool) -> None:
 
 
 def _common_options(options: dict, unmap: bool, read_only: bool,
-                    force_share: bool, copy_on_read: bool = False) -> tuple[bool, str]:
-    """bdrv_open_common's checks of 'force-share', copy-on-read, 'discard', 'detect-zeroes'.
+                    force_share: bool, copy_on_read: bool = False) -> tuple[bool, str, str]:
+    """bdrv_open_common's checks of 'force-share', copy-on-read, 'discard', 'detect-zeroes',
+    then the node's name.
 
-    Returns (BDRV_O_UNMAP, detect_zeroes); the effective 'discard' stays in
-    ``options`` for the driver to see.
+    Returns (BDRV_O_UNMAP, detect_zeroes, node name); the effective 'discard'
+    stays in ``options`` for the driver to see.
     """
     _generic_checks(options, read_only, force_share)
     if copy_on_read and read_only:
@@ -128,18 +134,18 @@ def _common_options(options: dict, unmap: bool, read_only: bool,
     if detect == "unmap" and not unmap:
         raise BlockError(errno.EINVAL, "setting detect-zeroes to unmap is not allowed "
                                        "without setting discard operation to unmap")
-    _assign_node_name(opt_text(options.get("node-name")))
-    return unmap, detect
+    return unmap, detect, _assign_node_name(opt_text(options.get("node-name")))
 
 
 #: node names given to the nodes of the tree being opened (QEMU's graph of named nodes)
 _node_names: set[str] = set()
 
 
-def _assign_node_name(name: str | None) -> None:
-    """bdrv_assign_node_name's checks of a node-name option (unnamed nodes aside)."""
+def _assign_node_name(name: str | None) -> str:
+    """bdrv_assign_node_name: the node-name option after its checks, or an automatic name."""
     if name is None:
-        return
+        from emulator.block.node import auto_node_name
+        return auto_node_name()
     if not name[:1].isascii() or not name[:1].isalpha() \
             or not all(c.isascii() and (c.isalnum() or c in "-._") for c in name[1:]):
         raise BlockError(errno.EINVAL, f"Invalid node-name: '{name}'")
@@ -148,6 +154,7 @@ def _assign_node_name(name: str | None) -> None:
     if name in _node_names:
         raise BlockError(errno.EINVAL, f"Duplicate nodes with node-name='{name}'")
     _node_names.add(name)
+    return name
 
 
 def probe_format(file: BlockNode, filename: str) -> str:
@@ -181,6 +188,16 @@ def open_image(filename: str, fmt: str | None = None, *, read_only: bool = False
     return node
 
 
+def _refresh_on_open(node: BlockNode) -> None:
+    """bdrv_open_driver's length refresh after the driver opened (e.g. EFBIG for a
+    qcow2 virtual size past the block layer's maximum)."""
+    try:
+        io.refresh_total_sectors(node)
+    except BlockError as e:
+        raise BlockError(e.errno, "Could not refresh total sector count: "
+                                  f"{os.strerror(e.errno)}") from None
+
+
 def _direct_io_alignment(filename: str) -> int:
     """raw_probe_alignment for O_DIRECT: the smallest read size the host file accepts."""
     import mmap
@@ -212,23 +229,25 @@ def _open_file(filename: str, read_only: bool, options: dict,
     """
     from emulator.block.file import FileNode
     given = dict(options)
+    options = _working_copy(options)
     options.pop("filename", None)
     flags = _common_options(options, True, read_only, force_share)
+    native = options.pop("x-native-aio", None) is OPEN_FLAG
+    # raw_open_common parses its options before it opens the file
+    locking, aio = _file_runtime_options(options, "native" if native else "threads")
     file = FileNode(filename, read_only)
     file.own_options = _own_options("file", {**given, "filename": filename})
     try:
-        file.unmap, file.detect_zeroes = flags
+        file.unmap, file.detect_zeroes, file.node_name = flags
         if options.get("cache.direct") in (True, "on"):
             file.direct = True
             file.request_alignment = _direct_io_alignment(filename)
-        native = options.pop("x-native-aio", None) is OPEN_FLAG
-        locking, aio = _file_runtime_options(options, "native" if native else "threads")
         file.use_lock = locking != "off"
         if aio == "native" and options.get("cache.direct") not in (True, "on"):
             raise BlockError(errno.EINVAL, "aio=native was specified, but it requires "
                                            "cache.direct=on, which was not specified.")
         _reject_unknown(options, "file")
-        io.refresh_total_sectors(file)
+        _refresh_on_open(file)
     except BlockError:
         file.drv_close()
         raise
@@ -255,9 +274,11 @@ def _lock(file: BlockNode, held: int, unshared: int, read_only: bool,
     from emulator.block import locking
     if getattr(file, "fd", None) is None:  # not a host file: its own child holds the locks
         return
+    unshared = 0 if force_share else unshared
+    file.lock_full = (held, unshared)  # what the user holds once writable
     if read_only:
         held &= ~(locking.PERM_WRITE | locking.PERM_RESIZE)
-    locking.apply(file, held, 0 if force_share else unshared)
+    locking.apply(file, held, unshared)
 
 
 def _in_chain(file: BlockNode, chain: list[BlockNode]) -> bool:
@@ -303,12 +324,16 @@ def _open_format_child(filename: str | None, fmt: str | None, options: dict, rea
             if fmt is None:
                 raise BlockError(errno.EINVAL, "Must specify either driver or file")
             raise BlockError(errno.EINVAL, 'A block device must be specified for "file"')
+    inherited_ro = "read-only" in options and "read-only" not in file_opts
     for key in ("cache.direct", "cache.no-flush", "read-only", "auto-read-only"):
         if key in options:  # inherited by the file child unless set there
             file_opts.setdefault(key, options[key])
     if options.get("x-native-aio") is OPEN_FLAG:
         file_opts["x-native-aio"] = OPEN_FLAG
-    return _open_child(filename, file_opts, read_only, force_share, chain)
+    file = _open_child(filename, file_opts, read_only, force_share, chain)
+    if inherited_ro:  # not the child's own option: a reopen lets it follow the parent
+        file.explicit_ro = None
+    return file
 
 
 def _open_child(filename: str | None, opts: dict, read_only: bool, force_share: bool,
@@ -335,6 +360,15 @@ def _open_child(filename: str | None, opts: dict, read_only: bool, force_share: 
                       unmap=True, force_share=force_share, chain=chain)
 
 
+def _working_copy(options: dict) -> dict:
+    """bdrv_open_inherit keeps the options as given in bs->options and works on a
+    qdict_clone_shallow of them: inserted in QDict order, so entries sharing a hash
+    bucket come out reversed (which orders the children's options and the first
+    unknown option reported)."""
+    from emulator.cli.qobject import qdict_items
+    return dict(qdict_items(options))
+
+
 def _own_options(driver: str, given: dict) -> dict:
     """A node's own options (bs->options: driver first, children's and flags left out),
     kept for its refreshed filename (emulator/block/filename.py)."""
@@ -347,11 +381,17 @@ def _own_options(driver: str, given: dict) -> dict:
     return own
 
 
-def _open_protocol(fmt: str, options: dict, read_only: bool, force_share: bool,
-                   chain: list[BlockNode] | None) -> BlockNode:
-    """A null-co/null-aio node, or blkdebug over its image child."""
+def _open_protocol(fmt: str, filename: str | None, options: dict, read_only: bool,
+                   force_share: bool, chain: list[BlockNode] | None,
+                   copy_on_read: bool = False) -> BlockNode:
+    """A null-co/null-aio node (whose only file name is 'null-co://'), or blkdebug
+    over its image child."""
     given = dict(options)
-    flags = _common_options(options, True, read_only, force_share)
+    options = _working_copy(options)
+    if fmt != "blkdebug" and filename is not None and filename != fmt + "://":
+        raise BlockError(errno.EINVAL, "The only allowed filename for this driver is "
+                                       f"'{fmt}://'")
+    flags = _common_options(options, True, read_only, force_share, copy_on_read)
     if fmt == "blkdebug":
         from emulator.block.blkdebug_opts import open_blkdebug
         node = open_blkdebug(options, lambda name, opts: _open_child(
@@ -362,13 +402,15 @@ def _open_protocol(fmt: str, options: dict, read_only: bool, force_share: bool,
     node.own_options = _own_options(fmt, given)
     try:
         node.read_only = read_only
-        node.unmap, node.detect_zeroes = flags
+        node.unmap, node.detect_zeroes, node.node_name = flags
         _reject_unknown(options, fmt)
-        io.refresh_total_sectors(node)
+        _refresh_on_open(node)
     except BlockError:
         close_image(node)
         raise
     node.probed = False
+    node.copy_on_read = copy_on_read
+    node.no_flush = _no_flush(given)
     return node
 
 
@@ -379,7 +421,8 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
     from emulator.block.locking import PERM_CONSISTENT_READ as CR, PERM_RESIZE as RS, \
         PERM_WRITE as W
     if fmt in _PROTOCOLS:
-        return _open_protocol(fmt, options, read_only, force_share, chain)
+        return _open_protocol(fmt, filename, options, read_only, force_share, chain,
+                              copy_on_read)
     if fmt is not None and fmt not in FORMATS and fmt != "file":
         if fmt in QEMU_DRIVER_NAMES:
             raise BlockError(errno.ENOTSUP, f"Driver '{fmt}' is not modelled by qcowlab")
@@ -398,18 +441,24 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
         file.probed = False
         return file
     given = dict(options)
+    options = _working_copy(options)
     backing_ref, no_backing = _backing_option(options, no_backing)
     # with BDRV_O_NO_BACKING no backing file is opened: backing.* stay unconsumed
     backing_opts = {} if no_backing else subdict(options, "backing.")
+    if "x-blkdebug" in options:  # the blkdebug node is named before it opens its image
+        from emulator.block.node import auto_node_name
+        blkdebug_name = auto_node_name()
     file = _open_format_child(filename, fmt, options, read_only, force_share, chain)
     filename = file.filename
     if "x-blkdebug" in options:  # blkdebug:CONFIG:IMAGE puts a blkdebug node on top
         from emulator.block.blkdebug import BlkdebugNode
         try:
             file = BlkdebugNode(file, options.pop("x-blkdebug"))
+            file.no_flush = _no_flush(given)
         except BlockError:
             file.drv_close()
             raise
+        file.node_name = blkdebug_name
     probed = fmt is None
     node: BlockNode | None = None
     try:
@@ -443,6 +492,9 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
                 if no_backing:
                     return None
                 opts = dict(backing_opts)
+                for key in ("cache.direct", "cache.no-flush"):  # bdrv_backing_options
+                    if key in given:
+                        opts.setdefault(key, given[key])
                 path = None if "file.filename" in opts or backing_file is None \
                     else backing_full_path(filename, backing_file)
                 driver = opts.pop("driver", backing_fmt)
@@ -470,13 +522,14 @@ def _open_node(filename: str | None, fmt: str | None, *, read_only: bool, option
                 node.backing = open_backing(None, None)
         if fmt == "raw" and not no_backing and (backing_opts or backing_ref is not None):
             raise BlockError(errno.EINVAL, "Driver doesn't support backing files")
-        node.unmap, node.detect_zeroes = flags
+        node.unmap, node.detect_zeroes, node.node_name = flags
         node.own_options = _own_options(fmt, given)
         node.probed = probed
         node.force_share = force_share
         node.copy_on_read = copy_on_read
+        node.no_flush = _no_flush(given)
         _reject_unknown(options, fmt)
-        io.refresh_total_sectors(node)
+        _refresh_on_open(node)
     except BaseException:
         if node is not None:
             close_image(node)

@@ -195,6 +195,7 @@ class Run:
         self.target = target = img_open(image_opts, self.out_filename, a.out_fmt,
                                         read_only=False, unmap=a.min_sparse != 0,
                                         nocache=cache_nocache(a.cache),
+                                        no_flush=a.cache == "unsafe",
                                         key_secrets=self.key_secrets)
         if target is None:
             return False

@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
     from emulator.cli.stdio import redirected_stdout
     saved_prog = report.prog_name
     report.prog_name = PROG
+    nodes = sys.modules.get("emulator.block.node")  # a new process numbers nodes from 0
+    if nodes is not None:
+        nodes.reset_auto_names()
     try:
         with redirected_stdout():
             try:

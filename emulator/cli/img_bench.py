@@ -1,9 +1,10 @@
 """qemu-img bench (img_bench): timed streams of read or write requests.
 
 QEMU keeps up to ``depth`` requests in flight; their offsets are assigned in
-submission order and a qcow2 image allocates in that order, so issuing them
-one after the other gives the same image.  Flushes come after every
-``flush_interval`` completed requests.  Only the elapsed time differs.
+submission order. Reads change nothing, so they are issued one after the
+other; writes with ``depth`` > 1 run as coroutines (emulator/block/aio_context.py)
+and allocate in the order QEMU's requests reach their allocation. Flushes come
+after every ``flush_interval`` completed requests. Only the elapsed time differs.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class _Bench:
     step = 0
     pattern = 0
     flush_interval = 0
+    drain_on_flush = True
     write = quiet = image_opts = force_share = native_aio = False
     direct = False
     fmt: str | None = None
@@ -94,6 +96,8 @@ def _parse(argv: list[str]) -> _Bench | None:
             b.force_share = True
         elif c == OPTION_IMAGE_OPTS:
             b.image_opts = True
+        elif c == OPTION_NO_DRAIN:
+            b.drain_on_flush = False
     if g.optind != len(g.argv) - 1:
         error_exit("Expecting one image file name")
     b.filename = g.argv[-1]
@@ -151,6 +155,8 @@ def _run(node, b: _Bench, size: int, step: int) -> bool:
         while True:  # QEMU never submits anything and waits forever
             time.sleep(3600)
     data = bytes([b.pattern]) * b.bufsize
+    if b.write and b.depth > 1:
+        return _run_parallel(node, b, size, step, data)
     offset = b.offset
     for done in range(1, b.count + 1):
         try:
@@ -165,6 +171,71 @@ def _run(node, b: _Bench, size: int, step: int) -> bool:
         offset = (offset + step) % size
         if b.flush_interval and (b.count - done) % b.flush_interval == 0:
             io.flush(node)
+    return True
+
+
+class _Failed(Exception):
+    """A request or flush failed: qemu-img exits at once."""
+
+
+def _run_parallel(node, b: _Bench, size: int, step: int, data: bytes) -> bool:
+    """Writes with up to ``depth`` in flight, each a coroutine (bench_cb): every
+    completion submits the next requests from inside the finished coroutine,
+    where they wait to run until it ends (QEMU enters them depth-first)."""
+    from emulator.block import aio_context, coroutine, io
+    from emulator.block.node import BlockError
+    st = {"n": b.count, "in_flight": 0, "offset": b.offset, "in_flush": False}
+
+    def submit(request) -> None:
+        """blk_aio_*: run ``request`` in a coroutine; its callback ``bench_cb``."""
+        returned = []
+
+        def body() -> None:
+            try:
+                request()
+                error = None
+            except BlockError as e:
+                error = e
+            if returned:
+                bench_cb(error)
+            else:
+                pending.append(error)
+        pending: list = []
+        co = coroutine.Coroutine(body)
+        coroutine.wake(co)
+        returned.append(True)
+        if co.done:
+            aio_context.schedule_bh(lambda: bench_cb(pending[0]))
+
+    def bench_cb(error) -> None:
+        if error is not None:
+            what = "Failed flush request" if st["in_flush"] else "Failed request"
+            error_report(f"{what}: {os.strerror(error.errno)}")
+            raise _Failed()
+        if st["in_flush"]:
+            st["in_flush"] = False
+        elif st["in_flight"] > 0:
+            remaining = st["n"] - st["in_flight"]
+            st["n"] -= 1
+            st["in_flight"] -= 1
+            if b.flush_interval and remaining % b.flush_interval == 0:
+                if not st["in_flight"] or not b.drain_on_flush:
+                    st["in_flush"] = b.drain_on_flush
+                    submit(lambda: io.flush(node))
+                if b.drain_on_flush:
+                    return
+        while st["n"] > st["in_flight"] and st["in_flight"] < b.depth:
+            offset = st["offset"]
+            st["in_flight"] += 1
+            st["offset"] = (offset + step) % size
+            submit(lambda off=offset: io.pwrite(node, off, data))
+
+    try:
+        bench_cb(None)
+        aio_context.poll_while(lambda: st["n"] > 0)
+    except _Failed:
+        _abandon(node)
+        return False
     return True
 
 

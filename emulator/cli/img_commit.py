@@ -113,5 +113,8 @@ def _commit(top, filename: str, base: str | None, drop: bool,
                 make_empty()
         except BlockError as e:
             if e.errno != errno.ENOTSUP:  # a format that cannot be emptied is fine
-                return e.message, e.hint
+                # bdrv_make_empty names the node by the filename it got from its file
+                from emulator.block.filename import refresh_filename
+                name = refresh_filename(top.file) if top.file is not None else top.filename
+                return f"Failed to empty {name}: {os.strerror(e.errno)}", ""
     return None

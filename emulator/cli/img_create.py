@@ -158,11 +158,12 @@ def _probe_backing(filename: str, backing_file: str, backing_fmt: str | None, si
                    opts: QemuOpts) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
-    from emulator.block.open import backing_full_path
+    from emulator.block.open import OPEN_FLAG, backing_full_path
     from emulator.cli.imgopen import close, open_options
     has_protocol = ":" in backing_file.split("/", 1)[0]
     full = backing_file if has_protocol else backing_full_path(filename, backing_file)
     options = {"driver": backing_fmt} if backing_fmt is not None else {}
+    options["x-no-io"] = OPEN_FLAG  # BDRV_O_NO_IO: an encrypted backing file needs no key
     try:
         node = open_options(full, options, True, True)
     except BlockError as e:

@@ -84,6 +84,16 @@ def strip_file_protocol(name: str | None) -> str | None:
     raise BlockError(errno.ENOTSUP, f"Protocol '{prefix}' is not modelled by qcowlab")
 
 
+def node_read_only(options: dict, read_only: bool) -> bool:
+    """The root node's read-only state: a valid 'read-only' option overrides the tool's
+    flag (update_flags_from_options), so -r with read-only=off opens the node writable."""
+    from emulator.block.options import is_on, opt_text
+    text = opt_text(options.get("read-only"))
+    if text in ("on", "yes", "true", "y", "off", "no", "false", "n"):
+        return is_on(text)
+    return read_only
+
+
 def open_options(name: str | None, options: dict, read_only: bool, force_share: bool,
                  no_backing: bool = False, unmap: bool = False, copy_on_read: bool = False):
     """blk_new_open(name, options): the root node; raises BlockError with QEMU's text.
@@ -109,10 +119,17 @@ def open_options(name: str | None, options: dict, read_only: bool, force_share: 
     if name is not None and name.startswith("blkdebug:"):
         from emulator.block.blkdebug import parse_filename
         opts["x-blkdebug"], name = parse_filename(name)
-    filename = strip_file_protocol(name)
+    protocol = name.split(":", 1)[0] if name is not None and ":" in name else None
+    if protocol in ("null-co", "null-aio"):  # a protocol node under the format
+        if fmt not in ("null-co", "null-aio"):
+            opts.setdefault("file.driver", protocol)
+        filename = name
+    else:
+        filename = strip_file_protocol(name)
     from emulator.block.options import is_on
     ro_option = is_on(opts.get("read-only"))
-    node = open_image(filename, fmt, read_only=read_only or ro_option, options=opts or None,
+    node = open_image(filename, fmt, read_only=node_read_only(opts, read_only),
+                      options=opts or None,
                       no_backing=no_backing, force_share=share or force_share, unmap=unmap,
                       copy_on_read=copy_on_read)
     if ro_option and not read_only:  # the BlockBackend cannot get its write permission
@@ -130,23 +147,24 @@ def open_temp_snapshot(name: str | None, options: dict, force_share: bool, unmap
     read-only state (flags or option): a read-only one refuses writers.
     """
     import os
-    import tempfile
 
     from emulator.block import io as bio
-    from emulator.block.node import BlockError
+    from emulator.block.node import BlockError, auto_node_name
     from emulator.block.open import open_image
     from emulator.qcow2.create import create
     base = open_options(name, options, True, force_share, unmap=unmap)
     try:
         fmt, size = base.format_name, bio.getlength(base)
         path = os.path.abspath(base.file.filename if base.file is not None else base.filename)
-        fd, tmp = tempfile.mkstemp(prefix="vl.", dir=os.environ.get("TMPDIR") or "/var/tmp")
-        os.close(fd)
+        tmp = _create_tmp_file()
         try:
+            for _ in range(3):  # qcow2's creation opens the new file three times
+                auto_node_name()
             create(tmp, {"size": size, "backing_file": path, "backing_fmt": fmt})
             from emulator.block.options import is_on
             ro_option = is_on(options.get("read-only"))
-            overlay = open_image(tmp, "qcow2", read_only=read_only or ro_option, unmap=unmap,
+            overlay = open_image(tmp, "qcow2", read_only=node_read_only(options, read_only),
+                                 unmap=unmap,
                                  copy_on_read=copy_on_read, no_backing=True)
         finally:
             os.unlink(tmp)
@@ -162,16 +180,38 @@ def open_temp_snapshot(name: str | None, options: dict, force_share: bool, unmap
     return overlay
 
 
+def _create_tmp_file() -> str:
+    """get_tmp_filename + mkstemp: an empty $TMPDIR/vl.XXXXXX (default /var/tmp)."""
+    import os
+    from emulator.block.node import BlockError
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    tmpdir = os.environ.get("TMPDIR") or "/var/tmp"
+    for _ in range(100):
+        suffix = "".join(letters[b % len(letters)] for b in os.urandom(6))
+        path = f"{tmpdir}/vl.{suffix}"
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise BlockError(e.errno, f"Could not open temporary file '{path}': "
+                                      f"{os.strerror(e.errno)}") from None
+        return path
+    raise BlockError(errno.EEXIST, "Could not create temporary overlay")
+
+
 def img_open(image_opts: bool, filename: str, fmt: str | None, *, read_only: bool = True,
              force_share: bool = False, no_backing: bool = False, unmap: bool = False,
-             no_io: bool = False, nocache: bool = False, key_secrets: dict | None = None):
+             no_io: bool = False, nocache: bool = False, no_flush: bool = False,
+             key_secrets: dict | None = None):
     """img_open(): the node, or None after printing QEMU's message.
 
     ``key_secrets`` are the '*key-secret' creation options convert passes on
     when it opens the image it created (img_open_file's options).
 
     ``no_io`` is BDRV_O_NO_IO (qemu-img info: the image is opened for its metadata only),
-    ``nocache`` BDRV_O_NOCACHE (cache.direct=on unless the options set it).
+    ``nocache`` BDRV_O_NOCACHE (cache.direct=on unless the options set it),
+    ``no_flush`` BDRV_O_NO_FLUSH (cache mode unsafe: cache.no-flush=on, likewise).
     """
     from emulator.block.node import BlockError
     if image_opts:
@@ -196,6 +236,8 @@ def img_open(image_opts: bool, filename: str, fmt: str | None, *, read_only: boo
         options["x-no-io"] = OPEN_FLAG
     if nocache:
         options.setdefault("cache.direct", "on")
+    if no_flush:
+        options.setdefault("cache.no-flush", "on")
     try:
         return open_options(name, options, read_only, force_share, no_backing, unmap)
     except BlockError as e:

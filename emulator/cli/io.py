@@ -33,6 +33,9 @@ def main(argv: list[str]) -> int:
     from emulator.cli.stdio import redirected_stdout
     saved_prog = report.prog_name
     report.prog_name = PROG
+    nodes = sys.modules.get("emulator.block.node")  # a new process numbers nodes from 0
+    if nodes is not None:
+        nodes.reset_auto_names()
     try:
         with redirected_stdout():
             try:
@@ -63,7 +66,7 @@ def _run(argv: list[str]) -> int:
     image_opts = False
     snapshot = False
     writethrough = True
-    nocache = copy_on_read = native_aio = False
+    nocache = copy_on_read = native_aio = no_flush = False
     commands: list[str] = []
     trace: dict = {}
     g = Getopt([PROG] + list(argv), "hVc:d:f:rsnCmki:t:T:U", _long_options())
@@ -110,6 +113,7 @@ def _run(argv: list[str]) -> int:
                 return 1
             nocache = blockopts.cache_nocache(g.optarg)
             writethrough = blockopts.cache_writethrough(g.optarg)
+            no_flush = g.optarg == "unsafe"
         elif c == "V":
             from emulator.cli.texts import COPYRIGHT, VERSION
             sys.stdout.write(f"{PROG} version {VERSION}\n{COPYRIGHT}")
@@ -151,12 +155,13 @@ def _run(argv: list[str]) -> int:
                     return 1
                 if session.openfile(None, read_only, force_share, qopts.to_dict(), unmap,
                                     snapshot, writethrough, nocache, copy_on_read,
-                                    native_aio):
+                                    native_aio, no_flush):
                     return 1
             else:
                 opts = {"driver": fmt} if fmt is not None else None
                 if session.openfile(args[0], read_only, force_share, opts, unmap, snapshot,
-                                    writethrough, nocache, copy_on_read, native_aio):
+                                    writethrough, nocache, copy_on_read, native_aio,
+                                    no_flush):
                     return 1
         ret = _command_loop(session, commands)
     except SignalRaised as e:

@@ -41,7 +41,10 @@ def _resume(s: IoSession, argv: list[str]) -> int:
 
 
 def _wait_break(s: IoSession, argv: list[str]) -> int:
-    """Requests run until they suspend or finish as soon as they are issued, so
-    the request is held already; when it is not, QEMU would wait for ever and
-    this returns at once."""
+    """Poll until a request is held as TAG; when none can be, QEMU would wait
+    for ever and this returns."""
+    from emulator.block import aio_context
+    node = debug_node(s.blk)
+    if node is not None:
+        aio_context.poll_while(lambda: not any(r.tag == argv[1] for r in node.suspended))
     return 0

@@ -89,72 +89,65 @@ class IoSession:
         self.quit = False
         #: the BlockBackend holds the write permission (opened writable, no reopen -r yet)
         self.write_perm = False
-        self.pending: list[tuple[bool, str]] = []
+        from emulator.block import aio_context
+        aio_context.reset()  # a new process: nothing in flight
 
     # -- writes through the BlockBackend ----------------------------------
     def write(self, offset: int, data: bytes, flags: int) -> None:
-        """blk_pwrite: a write cache that is off turns the request into FUA, and the
-        drivers emulate FUA by flushing the node once the request is done."""
+        """blk_pwrite: a write cache that is off turns the request into FUA (which
+        the generic layer emulates by flushing the node)."""
         from emulator.block import io as bio
-        bio.pwrite(self.blk, offset, data, flags)
-        if self.writethrough or flags & BDRV_REQ_FUA:
-            bio.flush(self.blk)
+        bio.pwrite(self.blk, offset, data, flags | (BDRV_REQ_FUA if self.writethrough else 0))
 
     def write_zeroes(self, offset: int, length: int, flags: int) -> None:
-        """blk_pwrite_zeroes, with the same FUA emulation as :meth:`write`."""
+        """blk_pwrite_zeroes, with the same FUA as :meth:`write`."""
         from emulator.block import io as bio
-        bio.pwrite_zeroes(self.blk, offset, length, flags)
-        if self.writethrough or flags & BDRV_REQ_FUA:
-            bio.flush(self.blk)
+        bio.pwrite_zeroes(self.blk, offset, length,
+                          flags | (BDRV_REQ_FUA if self.writethrough else 0))
 
     # -- asynchronous requests --------------------------------------------
     def defer(self, fn: Callable[[], int]) -> None:
-        """Run an aio request now; its completion output appears at the next poll.
-
-        A request that fails completes from a bottom half in QEMU, ahead of
-        requests still waiting for their I/O, so failures are printed first.
-        With a blkdebug node the request runs as a coroutine: it may be held at
-        a breakpoint or wait for another one, and completes when it is resumed.
-        """
-        from emulator.cli.io_break import debug_node
-        if debug_node(self.blk) is not None:
-            from emulator.block import coroutine
-
-            def request() -> None:
-                fn()
-                self._complete(sys.stdout.getvalue())
-            coroutine.enter(coroutine.Coroutine(request))
-            return
+        """blk_aio_prwv: the request runs at once in a coroutine of its own until
+        it first yields (see :mod:`emulator.block.aio_context`). Its output is
+        the completion callback's: printed when the request ends if it yielded
+        before, else from a bottom half at the next poll."""
         import io
-        saved = sys.stdout
+        from emulator.block import aio_context, coroutine
         buf = io.StringIO()
-        sys.stdout = buf
-        try:
+        returned = []
+
+        def complete() -> None:
+            aio_context.inflight -= 1
+            co.main_out.write(buf.getvalue())
+
+        def request() -> None:
             fn()
-        finally:
-            sys.stdout = saved
-        self._complete(buf.getvalue())
+            if returned:
+                complete()
+        co = coroutine.Coroutine(request, buf)
+        aio_context.inflight += 1
+        coroutine.enter(co)
+        returned.append(True)
+        if co.done:
+            aio_context.schedule_bh(complete)
 
-    def _complete(self, text: str) -> None:
-        self.pending.append((text.startswith(("readv failed:", "aio_write failed:")), text))
-
-    def poll(self) -> None:
-        """An event-loop iteration: print the completions of earlier aio requests."""
-        pending, self.pending = self.pending, []
-        for failed, text in sorted(pending, key=lambda p: not p[0]):
-            out(text)
+    def drain(self) -> None:
+        """bdrv_drain_all: poll until every aio request has completed."""
+        from emulator.block import aio_context
+        aio_context.drain()
 
     # -- opening ---------------------------------------------------------
     def openfile(self, name: str | None, read_only: bool, force_share: bool,
                  opts: dict | None, unmap: bool = True, snapshot: bool = False,
                  writethrough: bool = True, nocache: bool = False,
-                 copy_on_read: bool = False, native_aio: bool = False) -> int:
+                 copy_on_read: bool = False, native_aio: bool = False,
+                 no_flush: bool = False) -> int:
         """qemu-io's openfile(): 0 on success, 1 after reporting the error.
 
         ``native_aio`` is BDRV_O_NATIVE_AIO (-k, -i native).
 
         ``nocache`` is BDRV_O_NOCACHE (an explicit cache.direct option wins),
-        ``copy_on_read`` BDRV_O_COPY_ON_READ.
+        ``copy_on_read`` BDRV_O_COPY_ON_READ, ``no_flush`` BDRV_O_NO_FLUSH (-t unsafe).
         """
         from emulator.block.node import BlockError
         from emulator.cli.imgopen import open_options, open_temp_snapshot
@@ -169,6 +162,8 @@ class IoSession:
             opts["force-share"] = "on"
         if nocache:
             opts.setdefault("cache.direct", "on")
+        if no_flush:
+            opts.setdefault("cache.no-flush", "on")
         if native_aio:
             from emulator.block.open import OPEN_FLAG
             opts["x-native-aio"] = OPEN_FLAG
@@ -196,7 +191,7 @@ class IoSession:
     def close(self) -> None:
         """blk_unref: close the image; a failure while closing is not reported."""
         from emulator.cli.imgopen import close
-        self.poll()
+        self.drain()
         if self.blk is not None:
             node, self.blk = self.blk, None
             close(node)
@@ -224,10 +219,28 @@ class IoSession:
                 err(f"bad argument count {nargs} to {words[0]}, expected between "
                     f"{ct.argmin} and {ct.argmax} arguments\n")
             return -errno.EINVAL
-        if ct.write and self.blk is not None and self.blk.read_only:
-            error_report("Block node is read-only")
-            return -errno.EPERM
-        return ct.resolve()(self, words)
+        if ct.write and self.blk is not None:
+            from emulator.block.reopen import write_blocked
+            if self.blk.read_only or (not self.write_perm and write_blocked(self.blk)):
+                error_report("Block node is read-only")
+                return -errno.EPERM
+            self.write_perm = True  # the command takes the write permission it needs
+        func = ct.resolve()
+        from emulator.block import aio_context
+        aio_context.epoch += 1
+        if ct.name == "reopen":
+            self.drain()  # bdrv_reopen drains the node first
+        if aio_context.busy() and ct.name not in EVENT_LOOP_COMMANDS:
+            # a synchronous request with others in flight: a coroutine polled until done
+            return aio_context.run(lambda: func(self, words))
+        return func(self, words)
+
+
+#: commands that issue aio requests or drive the event loop themselves; the
+#: others run as a request polled until it completes (bdrv_poll_co)
+EVENT_LOOP_COMMANDS = frozenset((
+    "aio_read", "aio_write", "aio_flush", "break", "remove_break", "wait_break", "resume",
+    "sleep", "close", "quit", "help", "abort", "sigraise", "open", "reopen"))
 
 
 def usage(ct: Cmd) -> None:
@@ -252,7 +265,8 @@ def _sleep(s: IoSession, argv: list[str]) -> int:
         out(f"{argv[1]} is not a valid number\n")
         return -errno.EINVAL
     time.sleep(ms / 1000.0)
-    s.poll()
+    from emulator.block import aio_context
+    aio_context.poll_while(aio_context.busy)
     return 0
 
 

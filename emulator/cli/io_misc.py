@@ -18,7 +18,6 @@ from emulator.units import cvtstr
 def _flush(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
     from emulator.block.node import BlockError
-    s.poll()
     try:
         bio.flush(s.blk)
     except BlockError as e:
@@ -27,7 +26,7 @@ def _flush(s: IoSession, argv: list[str]) -> int:
 
 
 def _aio_flush(s: IoSession, argv: list[str]) -> int:
-    s.poll()
+    s.drain()
     return 0
 
 
@@ -52,7 +51,6 @@ def _truncate(s: IoSession, argv: list[str]) -> int:
     if offset < 0:
         print_cvtnum_err(offset, argv[1])
         return offset
-    s.poll()
     try:
         bio.truncate(s.blk, offset, exact=False, prealloc=prealloc)
     except BlockError as e:
@@ -110,7 +108,6 @@ def _alloc(s: IoSession, argv: list[str]) -> int:
         count = SECTOR
     remaining = count
     sum_alloc = 0
-    s.poll()
     while remaining:
         try:
             allocated, num = bio.is_allocated(s.blk, offset, remaining)
@@ -152,7 +149,6 @@ def _map(s: IoSession, argv: list[str]) -> int:
         error_report(f"Failed to query image length: {errstr(e.errno)}")
         return -e.errno
     offset = 0
-    s.poll()
     while length:
         try:
             allocated, num = _map_is_allocated(s.blk, offset, length)
@@ -258,6 +254,7 @@ def _reopen(s: IoSession, argv: list[str]) -> int:
                 error_report(f"Invalid cache option: {g.optarg}")
                 return -errno.EINVAL
             cache_given = True
+            cache_mode = g.optarg
             writethrough = blockopts.cache_writethrough(g.optarg)
         elif c == "o":
             if not _parse_opts_noisily(opts, g.optarg):
@@ -275,69 +272,59 @@ def _reopen(s: IoSession, argv: list[str]) -> int:
         return -errno.EINVAL
     values = opts.to_dict()
     read_only = s.blk.read_only if rw is None else not rw
-    if read_only:  # qemu-io drops the BlockBackend's write permission for good
-        s.write_perm = False
-    if "read-only" in values and rw is not None:
-        error_report("Cannot set both -r/-w and 'read-only'")
-        return -errno.EINVAL
-    if ("cache.direct" in values or "cache.no-flush" in values) and cache_given:
-        error_report("Cannot set both -c and the cache options")
-        return -errno.EINVAL
+    nocache = _nocache(s.blk)
+    if cache_given:
+        nocache = blockopts.cache_nocache(cache_mode)
+    if read_only:  # qemu-io drops the BlockBackend's write permission first
+        _drop_write_perm(s)
+    if "read-only" in values:
+        if rw is not None:
+            error_report("Cannot set both -r/-w and 'read-only'")
+            return -errno.EINVAL
+    else:
+        values["read-only"] = "on" if read_only else "off"
+    if "cache.direct" in values or "cache.no-flush" in values:
+        if cache_given:
+            error_report("Cannot set both -c and the cache options")
+            return -errno.EINVAL
+    else:
+        values["cache.direct"] = "on" if nocache else "off"
     from emulator.block import reopen
     from emulator.block.node import BlockError
-    from emulator.block.options import is_on
+    from emulator.block.options import is_on, opt_text
     try:
-        changes = reopen.prepare(s.blk, values)
+        plan = reopen.prepare(s.blk, values, s.write_perm)
     except BlockError as e:
         report_err(e.message, e.hint)
         return -errno.EINVAL
-    if "read-only" in values:
-        if is_on(values["read-only"]) and s.write_perm:
-            # the BlockBackend keeps its write permission (only -r drops it)
-            error_report("Read-only block node cannot support read-write users")
-            return -errno.EINVAL
-        read_only = is_on(values["read-only"])
-    reopen.commit(changes)
-    ret = _set_read_only(s.blk, read_only)
-    if ret == 0:
-        s.writethrough = writethrough
-    return ret
-
-
-def _set_read_only(node, read_only: bool) -> int:
-    """bdrv_reopen of the read-only flag: flush and mark clean, or reopen the file writable."""
-    import os
-
-    from emulator.block import io as bio
-    from emulator.block.node import BlockError
-    if read_only == node.read_only:
-        return 0
-    chain = [node]  # down through filters and format children to the host file
-    while chain[-1].file is not None and chain[-1].file is not chain[-1]:
-        chain.append(chain[-1].file)
-    file = chain[-1]
-    try:
-        if read_only:
-            if getattr(node, "nb_bitmaps", 0) or getattr(node, "dirty_bitmaps", None):
-                from emulator.qcow2.bitmap_store import reopen_bitmaps_ro
-                reopen_bitmaps_ro(node)
-            bio.flush(node)
-            mark_clean = getattr(node, "mark_clean", None)
-            if mark_clean is not None:
-                mark_clean()
-        elif getattr(file, "fd", None) is not None:
-            try:
-                fd = os.open(file.filename, os.O_RDWR)
-            except OSError as e:
-                raise BlockError(e.errno, f"Could not reopen file: {os.strerror(e.errno)}")
-            os.close(file.fd)
-            file.fd = fd
-    except BlockError as e:
-        report_err(e.message, e.hint)
-        return -errno.EINVAL
-    for member in chain:
-        member.read_only = read_only
-    if not read_only and getattr(node, "nb_bitmaps", 0):
-        from emulator.qcow2.bitmap_store import reopen_bitmaps_rw
-        reopen_bitmaps_rw(node)
+    reopen.commit(plan)
+    if opt_text(values.get("cache.direct")) is not None:
+        s.blk.nocache = is_on(values["cache.direct"])
+    s.writethrough = writethrough
     return 0
+
+
+def _nocache(node) -> bool:
+    """BDRV_O_NOCACHE of the root node: cache.direct as opened or last reopened."""
+    if hasattr(node, "nocache"):
+        return node.nocache
+    while node.file is not None and node.file is not node:
+        node = node.file
+    return bool(getattr(node, "direct", False))
+
+
+def _drop_write_perm(s: IoSession) -> None:
+    """blk_set_perm without write: the host file's permission update may open it again
+    by name; QEMU hides a failure there (the permission then stays)."""
+    from emulator.block import reopen
+    from emulator.block.node import BlockError
+    if not s.write_perm:
+        return
+    file = s.blk
+    while file.file is not None and file.file is not file:
+        file = file.file
+    try:
+        reopen.refresh_file(file)
+    except BlockError:
+        return
+    s.write_perm = False

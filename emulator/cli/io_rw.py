@@ -92,7 +92,6 @@ def _read(s: IoSession, argv: list[str]) -> int:
         if count % SECTOR:
             out(f"{count} is not a sector-aligned value for 'count'\n")
             return -errno.EINVAL
-    s.poll()
     t1 = now_ns()
     try:
         if bflag:
@@ -192,7 +191,6 @@ def _vectored_read(s: IoSession, argv: list[str], ct: Cmd, optstring: str, aio: 
     if aio:
         s.defer(lambda: _finish_readv(s, offset, size, pflag, pattern, qflag, vflag, cflag, True))
         return 0
-    s.poll()
     return _finish_readv(s, offset, size, pflag, pattern, qflag, vflag, cflag, False)
 
 
@@ -315,7 +313,6 @@ def _write(s: IoSession, argv: list[str]) -> int:
             data = loaded
         else:
             data = bytes([pattern]) * count
-    s.poll()
     t1 = now_ns()
     try:
         if bflag:
@@ -375,7 +372,6 @@ def _writev(s: IoSession, argv: list[str]) -> int:
     if sizes is None:
         return -errno.EINVAL
     size = sum(sizes)
-    s.poll()
     t1 = now_ns()
     try:
         s.write(offset, bytes([pattern]) * size, flags)
@@ -489,7 +485,6 @@ def _discard(s: IoSession, argv: list[str]) -> int:
     if count > REQUEST_MAX_BYTES:
         out(f"length cannot exceed {REQUEST_MAX_BYTES}, given {argv[g.optind + 1]}\n")
         return -errno.EINVAL
-    s.poll()
     t1 = now_ns()
     try:
         bio.pdiscard(s.blk, offset, count)

@@ -77,6 +77,13 @@ def _is_identifier(name: str) -> bool:
         c.isascii() and (c.isalnum() or c in "-._") for c in name)
 
 
+def _check_id(oid: str) -> None:
+    if not _is_identifier(oid):
+        raise CryptoError("Parameter 'id' expects an identifier",
+                          "Identifiers consist of letters, digits, '-', '.', '_', "
+                          "starting with a letter.\n")
+
+
 def add_object(text: str) -> None:
     """user_creatable_process_cmdline: create the object, or raise CryptoError/ObjectHelp."""
     if text in ("help", "?"):
@@ -97,12 +104,17 @@ def add_object(text: str) -> None:
     oid = opts.pop("id", None)
     if oid is None:
         raise CryptoError("Parameter 'id' is missing")
-    if not _is_identifier(oid):
-        raise CryptoError("Parameter 'id' expects an identifier",
-                          "Identifiers consist of letters, digits, '-', '.', '_', "
-                          "starting with a letter.\n")
+    _check_id(oid)
     if qom_type != "secret":
         raise CryptoError(f"qcowlab does not model object type '{qom_type}'")
+    add_secret(oid, opts)
+
+
+def add_secret(oid: str, opts: dict) -> None:
+    """Create the secret ``oid`` from its properties (the ``--object`` options or
+    QMP object-add's members, strings); CryptoError with QEMU's text."""
+    _check_id(oid)
+    opts = dict(opts)
     if "loaded" in opts:
         raise CryptoError("Property 'secret.loaded' is not writable")
     fmt = opts.pop("format", "raw")
@@ -118,6 +130,13 @@ def add_object(text: str) -> None:
     if keyid == oid:  # the object is registered, but not loaded, while it decrypts
         raise CryptoError(f"Secret with id '{oid}' has no data")
     _objects[oid] = _load(data, file, fmt, keyid, iv)
+
+
+def delete_object(oid: str) -> None:
+    """object-del: forget the object ``oid``."""
+    if oid not in _objects:
+        raise CryptoError(f"object '{oid}' not found")
+    del _objects[oid]
 
 
 def _load(data: str | None, file: str | None, fmt: str, keyid: str | None,

@@ -91,6 +91,7 @@ def alloc_bytes(s, size: int) -> int:
             update_refcount(s, offset, size, 1, False, 0)
             break
         except Again:
+            offset = 0  # QEMU retries in a fresh cluster after any failure
             continue
         except BlockError:
             offset = 0

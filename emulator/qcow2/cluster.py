@@ -387,6 +387,16 @@ def perform_cow(s, m: L2Meta) -> None:
     start, end = m.cow_start, m.cow_end
     if (start.nb_bytes == 0 and end.nb_bytes == 0) or m.skip_cow:
         return
+    from emulator.qcow2.lock import lock, unlock
+    unlock(s)  # the copy runs outside the qcow2 lock
+    try:
+        _copy(s, m)
+    finally:
+        lock(s)
+
+
+def _copy(s, m: L2Meta) -> None:
+    start, end = m.cow_start, m.cow_end
     middle = end.offset - start.offset - start.nb_bytes
     if start.nb_bytes and end.nb_bytes and middle <= 16384:
         # one read of both regions and what lies between them
@@ -431,7 +441,10 @@ def link_l2(s, m: L2Meta) -> None:
     """qcow2_alloc_cluster_link_l2: COW, then point the L2 entries at the new clusters."""
     perform_cow(s, m)
     if s.use_lazy_refcounts:
-        s.mark_dirty()
+        try:
+            s.mark_dirty()
+        except BlockError:
+            pass  # QEMU ignores the result: the image stays clean, refcounts stay accurate
     if not s.incompatible_features & INCOMPAT_DIRTY:
         s.l2_cache.set_dependency(s.refcount_cache)
     l2_offset, table, l2_index = get_cluster_table(s, m.offset)
@@ -472,7 +485,6 @@ def _discard_in_l2_slice(s, offset: int, nb_clusters: int, dtype: int, full: boo
     l2_offset, table, l2_index = get_cluster_table(s, offset)
     nb_clusters = min(nb_clusters, s.l2_size - l2_index)
     ext = s.extended_l2
-    dirty = False
     for i in range(nb_clusters):
         entry, bitmap = l2e.get_entry(table, l2_index + i, ext)
         new_entry, new_bitmap = entry, bitmap
@@ -487,11 +499,10 @@ def _discard_in_l2_slice(s, offset: int, nb_clusters: int, dtype: int, full: boo
                 new_entry = l2e.OFLAG_ZERO if s.qcow_version >= 3 else 0
         if entry == new_entry and bitmap == new_bitmap:
             continue
-        l2e.set_entry(table, l2_index + i, new_entry, new_bitmap, ext)
-        dirty = True
-        free_any_cluster(s, entry, dtype)
-    if dirty:
+        # dirty before the refcount update: a cache flush it causes writes the table
         s.l2_cache.mark_dirty(l2_offset)
+        l2e.set_entry(table, l2_index + i, new_entry, new_bitmap, ext)
+        free_any_cluster(s, entry, dtype)
     return nb_clusters
 
 
@@ -515,7 +526,6 @@ def _zero_in_l2_slice(s, offset: int, nb_clusters: int, flags: int) -> int:
     nb_clusters = min(nb_clusters, s.l2_size - l2_index)
     ext = s.extended_l2
     allocated = (l2e.ClusterType.COMPRESSED, l2e.ClusterType.NORMAL, l2e.ClusterType.ZERO_ALLOC)
-    dirty = False
     for i in range(nb_clusters):
         entry, bitmap = l2e.get_entry(table, l2_index + i, ext)
         ctype = l2e.cluster_type(entry, ext, s.has_data_file)
@@ -529,12 +539,10 @@ def _zero_in_l2_slice(s, offset: int, nb_clusters: int, flags: int) -> int:
             new_entry |= l2e.OFLAG_ZERO
         if entry == new_entry and bitmap == new_bitmap:
             continue
+        s.l2_cache.mark_dirty(l2_offset)  # before the refcount update, as in discard
         l2e.set_entry(table, l2_index + i, new_entry, new_bitmap, ext)
-        dirty = True
         if unmap:
             free_any_cluster(s, entry, DISCARD_REQUEST)
-    if dirty:
-        s.l2_cache.mark_dirty(l2_offset)
     return nb_clusters
 
 

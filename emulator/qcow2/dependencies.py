@@ -1,8 +1,9 @@
 """In-flight cluster allocations and the requests that wait for them (qcow2-cluster.c).
 
-While one request is held (at a blkdebug breakpoint), its allocations are
-not yet linked into the L2 table. A write that overlaps one of them must wait
-until it is linked or aborted, as QEMU 7.2's handle_dependencies decides: the
+While a request's data write is in flight (or it is held at a blkdebug
+breakpoint), its allocations are not yet linked into the L2 table. A write
+that overlaps one of them must wait until it is linked or aborted, as QEMU
+7.2's handle_dependencies decides: the
 ranges are compared at cluster granularity, but when the held allocation keeps
 its old clusters (subcluster allocation in an allocated cluster) only its COW
 range counts. ``s.cluster_allocs`` holds ``[meta, waiting coroutines]``,
@@ -36,8 +37,10 @@ def handle_dependencies(s, guest_offset: int, nbytes: int, have_metas: bool) -> 
     """How many bytes from ``guest_offset`` may be gathered now (0: stop here);
     None after waiting for an overlapping allocation (the caller starts over).
 
-    A request of the main thread never waits (in QEMU it would wait for ever
-    for a request held at a breakpoint); it goes on as if there were no conflict.
+    The wait releases the qcow2 lock (:mod:`emulator.qcow2.lock`) and takes it
+    again. A request of the main thread never waits (in QEMU it would wait for
+    ever for a request held at a breakpoint); it goes on as if there were no
+    conflict.
     """
     from emulator.block import coroutine
     cs = s.cluster_size
@@ -58,8 +61,11 @@ def handle_dependencies(s, guest_offset: int, nbytes: int, have_metas: bool) -> 
         if nbytes == 0 and have_metas:
             return 0
         if nbytes == 0:
+            from emulator.qcow2.lock import lock, unlock
             waiters.append(co)
+            unlock(s)
             coroutine.yield_()
+            lock(s)
             return None
         end = start + nbytes
     return nbytes

@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 INT_MAX = (1 << 31) - 1
-#: QCOW2_MAX_WORKERS: requests of one write in flight at a time
-MAX_WORKERS = 8
 #: QCOW_MAX_CRYPT_CLUSTERS: clusters per encrypted read or write chunk
 MAX_CRYPT_CLUSTERS = 32
 CRYPT_NONE, CRYPT_AES, CRYPT_LUKS = 0, 1, 2
@@ -80,6 +78,9 @@ class Qcow2(BlockNode):
     blkdbg = None
     #: allocations in flight while requests interleave (emulator/qcow2/dependencies.py)
     cluster_allocs: list = ()
+    #: s->lock: the coroutine holding it and those waiting (emulator/qcow2/lock.py)
+    lock_holder = None
+    lock_waiters: list = ()
 
     # ------------------------------------------------------------------ open
     @classmethod
@@ -129,15 +130,14 @@ class Qcow2(BlockNode):
         self.compression_type = h.compression_type if h.header_length > hdr.HEADER_V3_SIZE \
             else hdr.COMPRESSION_ZLIB
         self._validate_compression_type()
-        head_area = None
         if self.incompatible_features & ~hdr.INCOMPAT_MASK:
-            head_area = io.pread(self.file, 0, cs)
             table = None
             try:
-                for magic, payload in ext.read_extensions(head_area, h.header_length, ext_end):
+                for magic, length, off in ext.read_extensions(self.file_read, h.header_length,
+                                                              ext_end):
                     if magic == ext.EXT_FEATURE_TABLE:
-                        table = ext.feature_table_names(payload)
-            except ValueError:
+                        table = ext.feature_table_names(self.file_read(off, length))
+            except (ValueError, BlockError):
                 pass
             raise BlockError(errno.ENOTSUP, ext.unsupported_feature_message(
                 table, self.incompatible_features & ~hdr.INCOMPAT_MASK))
@@ -179,7 +179,8 @@ class Qcow2(BlockNode):
         self.l1_size = h.l1_size
         self.l1_table_offset = h.l1_table_offset
         shift = h.cluster_bits + self.l2_bits
-        l1_vm_state_index = (h.size + (1 << shift) - 1) >> shift
+        # size_to_l1 rounds up in 64-bit arithmetic: sizes near 2^64 wrap to small counts
+        l1_vm_state_index = ((h.size + (1 << shift) - 1) & (1 << 64) - 1) >> shift
         if l1_vm_state_index > INT_MAX:
             raise BlockError(errno.EFBIG, "Image is too big")
         if self.l1_size < l1_vm_state_index:
@@ -210,9 +211,7 @@ class Qcow2(BlockNode):
         self.metadata_preallocation_checked = False
         self.metadata_preallocation = False
         load_refcount_table(self)
-        if head_area is None:
-            head_area = io.pread(self.file, 0, cs)
-        self._read_extensions(head_area, h.header_length, ext_end)
+        self._read_extensions(h.header_length, ext_end)
         no_io = bool(options.get("x-no-io"))
         self._open_data_file(options, no_io)
         if self.crypt_method == CRYPT_AES:
@@ -229,8 +228,10 @@ class Qcow2(BlockNode):
             name = io.pread(self.file, h.backing_file_offset, length)
             self.image_backing_file = name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             self.backing_file = self.image_backing_file
-        self.nb_snapshots = h.nb_snapshots
-        self.snapshots_offset = h.snapshots_offset
+        # check mode leaves the table unread (the check rereads its pointer from disk);
+        # a header rewrite on open then drops it, as in QEMU
+        self.nb_snapshots = 0 if check_mode else h.nb_snapshots
+        self.snapshots_offset = 0 if check_mode else h.snapshots_offset
         self.snapshots: list = []
         self.snapshots_size = 0
         if not check_mode and self.nb_snapshots:
@@ -303,7 +304,9 @@ class Qcow2(BlockNode):
         if ((1 << 63) - 1) - entries * entry_len < offset or offset & (self.cluster_size - 1):
             raise BlockError(errno.EINVAL, f"{name} offset invalid")
 
-    def _read_extensions(self, area: bytes, start: int, end: int) -> None:
+    def _read_extensions(self, start: int, end: int) -> None:
+        """Each extension in turn, reading from the image what qcow2_read_extensions
+        reads (the same host ranges, so the same pages end up in the page cache)."""
         self.backing_format = None
         self.image_backing_format = None
         self.unknown_extensions: list[tuple[int, bytes]] = []
@@ -311,28 +314,33 @@ class Qcow2(BlockNode):
         self.bitmap_directory_offset = self.bitmap_directory_size = 0
         self.need_update_header = False
         self.image_data_file = None
-        try:
-            exts = ext.read_extensions(area, start, end)
-        except ValueError as e:
-            raise BlockError(errno.EINVAL, str(e))
-        for magic, payload in exts:
+        exts = ext.read_extensions(self.file_read, start, end)
+        while True:
+            try:
+                magic, length, off = next(exts)
+            except StopIteration:
+                break
+            except ValueError as e:
+                raise BlockError(errno.EINVAL, str(e))
             if magic == ext.EXT_BACKING_FORMAT:
-                if len(payload) >= 16:
+                if length >= 16:
                     raise BlockError(errno.EINVAL, f"ERROR: ext_backing_format: len="
-                                                   f"{len(payload)} too large (>=16)")
-                fmt = payload.split(b"\0", 1)[0].decode("latin-1")
+                                                   f"{length} too large (>=16)")
+                fmt = self.file_read(off, length).split(b"\0", 1)[0].decode("latin-1")
                 self.backing_format = self.image_backing_format = fmt
             elif magic == ext.EXT_FEATURE_TABLE:
                 pass
             elif magic == ext.EXT_CRYPTO_HEADER:
-                self._crypto_header(payload)
+                self._crypto_header(length, off)
             elif magic == ext.EXT_BITMAPS:
-                self._bitmaps_extension(payload)
+                self._bitmaps_extension(length, off)
             elif magic == ext.EXT_DATA_FILE:
-                self.image_data_file = payload.decode("utf-8", "surrogateescape")
+                # a C string: a NUL inside the extension ends the name
+                payload = self.file_read(off, length)
+                self.image_data_file = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             else:
                 # QEMU keeps unknown extensions in a list it prepends to
-                self.unknown_extensions.insert(0, (magic, payload))
+                self.unknown_extensions.insert(0, (magic, self.file_read(off, length)))
 
     def _open_data_file(self, options: dict, no_io: bool) -> None:
         """The external data file child, opened as qcow2_do_open does."""
@@ -359,7 +367,10 @@ class Qcow2(BlockNode):
             if not name:
                 raise BlockError(errno.EINVAL, "'data-file' is required for this image")
             from emulator.block.file import FileNode
+            from emulator.block.node import auto_node_name
+            node_name = auto_node_name()  # named before the host file is opened
             node = FileNode(name, self.read_only)
+            node.node_name = node_name
             node.unmap = getattr(self.file, "unmap", False)
             if getattr(self.file, "direct", False):  # the child inherits cache.direct
                 from emulator.block.open import _direct_io_alignment
@@ -370,11 +381,11 @@ class Qcow2(BlockNode):
         elif self.data_file_raw:
             raise BlockError(errno.EINVAL, "data-file-raw requires a data file")
 
-    def _bitmaps_extension(self, payload: bytes) -> None:
+    def _bitmaps_extension(self, length: int, offset: int) -> None:
         """The bitmaps extension, validated as qcow2_read_extensions does; without the
         autoclear bit it is dropped (with QEMU's warning) on the next header update."""
         from emulator.report import warn_report
-        if len(payload) != 24:
+        if length != 24:
             raise BlockError(errno.EINVAL, "bitmaps_ext: Invalid extension length")
         if not self.autoclear_features & hdr.AUTOCLEAR_BITMAPS:
             if self.qcow_version < 3:
@@ -390,7 +401,7 @@ class Qcow2(BlockNode):
             err.flush()
             self.need_update_header = True
             return
-        nb, reserved, size, offset = struct.unpack(">IIQQ", payload)
+        nb, reserved, size, offset = struct.unpack(">IIQQ", self.file_read(offset, length))
         if reserved:
             raise BlockError(errno.EINVAL, "bitmaps_ext: Reserved field is not zero")
         if nb > 65535:
@@ -415,17 +426,18 @@ class Qcow2(BlockNode):
         return struct.pack(">IIQQ", self.nb_bitmaps, 0, self.bitmap_directory_size,
                            self.bitmap_directory_offset)
 
-    def _crypto_header(self, payload: bytes) -> None:
+    def _crypto_header(self, length: int, offset: int) -> None:
         """The LUKS header pointer extension, checked as qcow2_read_extensions does."""
         if self.crypt_method != CRYPT_LUKS:
             raise BlockError(errno.EINVAL, "CRYPTO header extension only expected with LUKS "
                                            "encryption method")
-        if len(payload) != 16:
-            raise BlockError(errno.EINVAL, f"CRYPTO header extension size {len(payload)}, "
+        if length != 16:
+            raise BlockError(errno.EINVAL, f"CRYPTO header extension size {length}, "
                                            f"but expected size 16")
         from emulator.qcow2 import crypto
         options = self._crypto_open_options
-        crypto.open_luks(self, payload, options, bool(options.get("x-no-io")))
+        crypto.open_luks(self, self.file_read(offset, length), options,
+                         bool(options.get("x-no-io")))
 
     # --------------------------------------------------------------- helpers
     def file_read(self, offset: int, length: int) -> bytes:
@@ -553,33 +565,79 @@ class Qcow2(BlockNode):
         return self.size
 
     def drv_preadv(self, offset: int, length: int) -> bytes:
+        """qcow2_co_preadv_part: chunk by chunk; with several chunks to read, their
+        reads run as parallel tasks where that can be seen (a blkdebug node, or
+        requests in flight): from the main thread the read restarts in a coroutine."""
         self._check_alive()
+        from emulator.block import coroutine
         from emulator.qcow2.cluster import get_host_offset
-        io = _io()
-        out = bytearray()
+        from emulator.qcow2.lock import lock, unlock
         limit = INT_MAX if self.crypto is None else MAX_CRYPT_CLUSTERS * self.cluster_size
-        while length:
-            cur, host, t = get_host_offset(self, offset, min(length, limit))
+        parts: list = []
+        pool = None
+        error = None
+        start, total = offset, length
+        while length and (pool is None or pool.status is None):
+            lock(self)
+            try:
+                cur, host, t = get_host_offset(self, offset, min(length, limit))
+            except BlockError as e:
+                error = e
+                break
+            finally:
+                unlock(self)
             if t in (ST.ZERO_PLAIN, ST.ZERO_ALLOC) or (
                     t in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC) and self.backing is None):
-                out += bytes(cur)
-            elif t in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC):
+                parts.append(bytes(cur))
+            else:
+                if pool is None and cur != length and (self.blkdbg or coroutine._current):
+                    if coroutine._current is None:
+                        from emulator.block import aio_context
+                        data = aio_context.run(lambda: self.drv_preadv(start, total))
+                        return data if isinstance(data, bytes) else bytes(total)
+                    from emulator.block.aio_task import AioTaskPool
+                    from emulator.qcow2.pwritev import MAX_WORKERS
+                    pool = AioTaskPool(MAX_WORKERS)
+                parts.append(b"")
+                task = (lambda i=len(parts) - 1, t=t, h=host, o=offset, n=cur:
+                        self._read_task(parts, i, t, h, o, n))
+                if pool is None:
+                    error = task()
+                    if error is not None:
+                        break
+                else:
+                    pool.start(task)
+            length -= cur
+            offset += cur
+        if pool is not None:
+            pool.wait_all()
+            error = error or pool.status
+        if error is not None:
+            raise error
+        return b"".join(parts)
+
+    def _read_task(self, parts: list, i: int, t, host: int, offset: int,
+                   length: int) -> BlockError | None:
+        """qcow2_co_preadv_task: one chunk's data into ``parts[i]``; None or the error."""
+        io = _io()
+        try:
+            if t in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC):
                 if self.blkdbg:
                     self.blkdbg("read_backing_aio")
-                out += io.pread(self.backing, offset, cur)
+                parts[i] = io.pread(self.backing, offset, length)
             elif t == ST.COMPRESSED:
-                out += self._read_compressed(host, offset, cur)
+                parts[i] = self._read_compressed(host, offset, length)
             else:
                 if self.blkdbg:
                     self.blkdbg("read_aio")
-                data = io.pread(self.data_file, host, cur)
+                data = io.pread(self.data_file, host, length)
                 if self.crypto is not None:
                     from emulator.qcow2 import crypto
                     data = crypto.decrypt(self, host, offset, data)
-                out += data
-            length -= cur
-            offset += cur
-        return bytes(out)
+                parts[i] = data
+        except BlockError as e:
+            return e
+        return None
 
     def _read_compressed(self, entry: int, offset: int, length: int) -> bytes:
         from emulator.qcow2.compress import decompress
@@ -596,84 +654,8 @@ class Qcow2(BlockNode):
 
     def drv_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
         self._check_alive()
-        from emulator.qcow2.cluster import abort_meta, alloc_host_offset
-        from emulator.qcow2.overlap import pre_write_overlap_check
-        io = _io()
-        pos = 0
-        length = len(data)
-        # QEMU runs each contiguous chunk as a task: its data is written at
-        # once, its L2 update waits for the I/O, so later chunks are allocated
-        # before earlier ones are linked (at most MAX_WORKERS in flight).
-        pending: list = []
-        error = None
-        while length and error is None:
-            ops = getattr(self.file, "io_ops", 0)
-            limit = INT_MAX if self.crypto is None else \
-                MAX_CRYPT_CLUSTERS * self.cluster_size - (offset & (self.cluster_size - 1))
-            try:
-                cur, host, metas = alloc_host_offset(self, offset, min(length, limit))
-            except BlockError as e:
-                error = e
-                break
-            if self.blkdbg:  # only a blkdebug breakpoint lets requests interleave
-                from emulator.qcow2.dependencies import register
-                register(self, metas)
-            # metadata I/O during this allocation yields: the data writes of
-            # the earlier chunks complete meanwhile, and their L2 updates take
-            # the lock before the next allocation (seen with QEMU's traces)
-            yielded = getattr(self.file, "io_ops", 0) != ops
-            try:
-                if not self.has_data_file:
-                    pre_write_overlap_check(self, 0, host, cur)
-            except BlockError as e:
-                error = e
-                for m in metas:
-                    abort_meta(self, m)
-                break
-            chunk = data[pos:pos + cur]
-            if self.crypto is not None:
-                from emulator.qcow2 import crypto
-                chunk = crypto.encrypt(self, host, offset, chunk)
-            if len(pending) >= MAX_WORKERS:
-                error = self._link_metas(pending.pop(0), error)
-            try:
-                self._handle_alloc_space(metas)
-                if not self._merge_cow(offset, cur, chunk, metas):
-                    if self.blkdbg:
-                        self.blkdbg("write_aio")
-                    io.pwrite(self.data_file, host, chunk)
-            except BlockError as e:
-                error = e
-                for m in metas:
-                    abort_meta(self, m)
-            else:
-                pending.append(metas)
-            if yielded and error is None:
-                while len(pending) > 1:
-                    error = self._link_metas(pending.pop(0), error)
-            length -= cur
-            offset += cur
-            pos += cur
-        # the chunks already written are tasks of their own: they are linked
-        # even when a later chunk failed
-        for metas in pending:
-            failed = self._link_metas(metas, None)
-            error = error or failed
-        if error is not None:
-            raise error
-
-    def _link_metas(self, metas: list, error: BlockError | None) -> BlockError | None:
-        """qcow2_handle_l2meta: link (or, after an error, abort) one task's allocations."""
-        from emulator.qcow2.cluster import abort_meta, link_l2
-        for m in metas:
-            if error is None:
-                try:
-                    link_l2(self, m)
-                    continue
-                except BlockError as e:
-                    error = e
-            abort_meta(self, m)
-        return error
+        from emulator.qcow2.pwritev import pwritev
+        pwritev(self, offset, data)
 
     def _handle_alloc_space(self, metas: list) -> None:
         from emulator.qcow2.overlap import pre_write_overlap_check
@@ -750,13 +732,19 @@ class Qcow2(BlockNode):
         if head or tail:
             if not (self._is_zero(offset - head, head) and self._is_zero(offset + length, tail)):
                 raise BlockError(errno.ENOTSUP)
-            offset -= head
-            length = sub
-            _, _, t = get_host_offset(self, offset, sub)
-            if t not in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC, ST.ZERO_PLAIN,
-                         ST.ZERO_ALLOC):
-                raise BlockError(errno.ENOTSUP)
-        subcluster_zeroize(self, offset, length, flags)
+        from emulator.qcow2.lock import lock, unlock
+        lock(self)
+        try:
+            if head or tail:
+                offset -= head
+                length = sub
+                _, _, t = get_host_offset(self, offset, sub)
+                if t not in (ST.UNALLOCATED_PLAIN, ST.UNALLOCATED_ALLOC, ST.ZERO_PLAIN,
+                             ST.ZERO_ALLOC):
+                    raise BlockError(errno.ENOTSUP)
+            subcluster_zeroize(self, offset, length, flags)
+        finally:
+            unlock(self)
 
     def drv_pdiscard(self, offset: int, length: int) -> None:
         self._check_alive()
@@ -768,7 +756,12 @@ class Qcow2(BlockNode):
         if (offset | length) & (cs - 1):
             if offset & (cs - 1) or offset + length != self.size:
                 raise BlockError(errno.ENOTSUP)
-        cluster_discard(self, offset, length, DISCARD_REQUEST, False)
+        from emulator.qcow2.lock import lock, unlock
+        lock(self)
+        try:
+            cluster_discard(self, offset, length, DISCARD_REQUEST, False)
+        finally:
+            unlock(self)
 
     def drv_pwritev_compressed(self, offset: int, data: bytes) -> None:
         self._check_alive()
@@ -831,10 +824,15 @@ class Qcow2(BlockNode):
     def drv_block_status(self, want_zero: bool, offset: int, length: int) -> BlockStatus:
         self._check_alive()
         from emulator.qcow2.cluster import get_host_offset
-        if not self.metadata_preallocation_checked:
-            self.metadata_preallocation = self._detect_metadata_preallocation()
-            self.metadata_preallocation_checked = True
-        cur, host, t = get_host_offset(self, offset, min(INT_MAX, length))
+        from emulator.qcow2.lock import lock, unlock
+        lock(self)
+        try:
+            if not self.metadata_preallocation_checked:
+                self.metadata_preallocation = self._detect_metadata_preallocation()
+                self.metadata_preallocation_checked = True
+            cur, host, t = get_host_offset(self, offset, min(INT_MAX, length))
+        finally:
+            unlock(self)
         status = 0
         mapped = None
         node = None
@@ -864,19 +862,32 @@ class Qcow2(BlockNode):
         end = -(-file_length // self.cluster_size)
         count = 0
         i = 0
-        while i < end and count < threshold:
-            count += 1 if get_refcount(self, i) else 0
-            i += 1
+        try:
+            while i < end and count < threshold:
+                count += 1 if get_refcount(self, i) else 0
+                i += 1
+        except BlockError:  # block status goes on without the answer, as in QEMU
+            return False
         return count >= threshold
 
     def drv_truncate(self, size: int, exact: bool, prealloc: str, flags: int = 0) -> None:
         self._check_alive()
+        from emulator.qcow2.lock import lock, unlock
         from emulator.qcow2.truncate import truncate
-        truncate(self, size, exact, prealloc, flags)
+        lock(self)
+        try:
+            truncate(self, size, exact, prealloc, flags)
+        finally:
+            unlock(self)
 
     def drv_flush(self) -> None:
         if not self.read_only and not self.dead:
-            self.write_caches()
+            from emulator.qcow2.lock import lock, unlock
+            lock(self)
+            try:
+                self.write_caches()
+            finally:
+                unlock(self)
 
     def drv_close(self) -> None:
         """qcow2_close: write the caches back, clear the dirty bit (not after a fatal

@@ -41,17 +41,23 @@ def _make_completely_empty(s, l1_clusters: int) -> None:
         cache.flush()
         cache.clear()
     s.mark_dirty()
+    event = s.blkdbg or (lambda name: None)
     try:
+        event("l1_update")
         io.pwrite_zeroes(s.file, s.l1_table_offset, l1_clusters * cs, 0)
         s.l1_table[:] = [0] * s.l1_size
+        event("empty_image_prepare")
         io.pwrite_zeroes(s.file, cs, (2 + l1_clusters) * cs, 0)
-        s.file_write(40, struct.pack(">QQI", 3 * cs, cs, 1))
+        event("l1_update")
+        event("reftable_update")
+        s.file_write_sync(40, struct.pack(">QQI", 3 * cs, cs, 1))
         s.l1_table_offset = 3 * cs
         s.refcount_table_offset = cs
         s.refcount_table_size = cs // 8
         s.refcount_table = [0] * (cs // 8)
         s.max_refcount_table_index = 0
-        s.file_write(cs, struct.pack(">Q", 2 * cs))
+        event("refblock_alloc")
+        s.file_write_sync(cs, struct.pack(">Q", 2 * cs))
         s.refcount_table[0] = 2 * cs
         s.free_cluster_index = 0
         if alloc_clusters(s, 3 * cs + s.l1_size * 8) != 0:

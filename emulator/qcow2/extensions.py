@@ -4,8 +4,9 @@ API summary:
 - EXT_END, EXT_BACKING_FORMAT, EXT_FEATURE_TABLE, EXT_CRYPTO_HEADER,
   EXT_BITMAPS, EXT_DATA_FILE: extension magics.
 - ``FEATURE_TABLE``: the (type, bit, name) records QEMU 7.2 writes, in order.
-- ``read_extensions(data, start, end)`` -> list of (magic, payload) up to the
-  end marker (raises ValueError("Header extension too large") like QEMU).
+- ``read_extensions(read, start, end)`` -> yields (magic, length, payload offset)
+  up to the end marker, reading each extension header through ``read(offset, n)``
+  (raises ValueError("Header extension too large") like QEMU).
 - ``feature_table_names(payload)`` -> list of (type, bit, name).
 - ``ext_record(magic, payload)`` -> bytes padded to 8.
 - ``unsupported_feature_message(table, mask)``: QEMU's
@@ -47,24 +48,25 @@ def feature_table_payload() -> bytes:
     return b"".join(struct.pack(">BB46s", t, b, n.encode()) for t, b, n in FEATURE_TABLE)
 
 
-def read_extensions(data: bytes, start: int, end: int) -> list[tuple[int, bytes]]:
-    """Walk extensions in ``data`` (the image's first bytes) from start to end.
+def read_extensions(read, start: int, end: int):
+    """Walk the extensions from ``start`` to ``end`` as qcow2_read_extensions does:
+    ``read(offset, n)`` fetches each 8-byte extension header from the image when
+    the walk reaches it; yields (magic, length, payload offset) and leaves reading
+    the payload to the caller (QEMU skips some).
 
     Stops at the end marker or at ``end``; raises ValueError with QEMU's text
     when an extension claims more room than there is.
     """
-    out: list[tuple[int, bytes]] = []
     off = start
     while off < end:
-        magic, length = struct.unpack_from(">II", data.ljust(off + 8, b"\0"), off)
+        magic, length = struct.unpack(">II", read(off, 8))
         off += 8
         if off > end or length > end - off:
             raise ValueError("Header extension too large")
         if magic == EXT_END:
-            break
-        out.append((magic, bytes(data[off:off + length]).ljust(length, b"\0")))
+            return
+        yield magic, length, off
         off += (length + 7) & ~7
-    return out
 
 
 def feature_table_names(payload: bytes) -> list[tuple[int, int, str]]:

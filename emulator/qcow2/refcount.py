@@ -102,7 +102,16 @@ def refcount_metadata_size(clusters: int, cluster_size: int, order: int,
 
 def load_refcount_table(s) -> None:
     size = s.refcount_table_size
-    raw = s.file_read(s.refcount_table_offset, size * 8) if size else b""
+    raw = b""
+    if size:
+        if s.blkdbg:
+            s.blkdbg("reftable_load")
+        try:
+            raw = s.file_read(s.refcount_table_offset, size * 8)
+        except BlockError as e:  # qcow2_refcount_init failing in qcow2_do_open
+            from emulator.block.node import errno_message
+            raise BlockError(e.errno, "Could not initialize refcount handling: "
+                                      f"{errno_message(e.errno)}") from None
     used = -(-nonzero_span(raw, len(raw))[1] // 8)  # the entries after are all zero
     s.refcount_table = list(struct.unpack_from(f">{used}Q", raw)) + [0] * (size - used)
     update_max_refcount_table_index(s, used)
@@ -150,7 +159,8 @@ def alloc_refcount_block(s, cluster_index: int) -> int:
     from emulator.qcow2.allocator import alloc_clusters_noref
     if s.blkdbg:
         s.blkdbg("refblock_alloc")
-    table_index = cluster_index >> s.refcount_block_bits
+    # QEMU keeps this index in an unsigned int: clusters at 2^(32+bits) wrap
+    table_index = (cluster_index >> s.refcount_block_bits) & 0xFFFFFFFF
     off = _refblock_offset(s, table_index)
     if off:
         if s.blkdbg:

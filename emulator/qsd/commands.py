@@ -8,8 +8,8 @@ from emulator.qsd.protocol import VERSION, QmpError
 from emulator.qsd.qapi import visit
 
 #: query-commands order: the reverse of registration, as qemu-storage-daemon lists them
-_LISTED = ("quit", "query-commands", "query-version", "qmp_capabilities", "query-jobs",
-           "job-dismiss", "x-blockdev-amend", "blockdev-create", "blockdev-del",
+_LISTED = ("object-del", "object-add", "quit", "query-commands", "query-version",
+           "qmp_capabilities", "query-jobs", "job-dismiss", "x-blockdev-amend", "blockdev-create", "blockdev-del",
            "blockdev-add", "block-dirty-bitmap-clear", "block-dirty-bitmap-remove",
            "block-dirty-bitmap-add", "query-named-block-nodes", "block_resize",
            "blockdev-snapshot-internal-sync",
@@ -83,6 +83,30 @@ def _jobs(method: str) -> Callable[[Daemon, dict[str, Any]], Any]:
     return lambda d, args: getattr(d.jobs, method)(args)
 
 
+def _object_add(d: Daemon, args: dict[str, Any]) -> Any:
+    """object-add: secrets only (what the encrypted images need)."""
+    from emulator.crypto.errors import CryptoError
+    from emulator.crypto.secret import add_secret
+    if args["qom-type"] != "secret":
+        raise QmpError(f"qcowlab does not model object type '{args['qom-type']}'")
+    props = {k: v for k, v in args.items() if k not in ("qom-type", "id")}
+    try:
+        add_secret(args["id"], props)
+    except CryptoError as exc:
+        raise QmpError(exc.message) from None
+    return {}
+
+
+def _object_del(d: Daemon, args: dict[str, Any]) -> Any:
+    from emulator.crypto.errors import CryptoError
+    from emulator.crypto.secret import delete_object
+    try:
+        delete_object(args["id"])
+    except CryptoError as exc:
+        raise QmpError(exc.message) from None
+    return {}
+
+
 def _hmp(d: Daemon, args: dict[str, Any]) -> Any:
     from emulator.qsd.hmp import human_monitor_command
     return human_monitor_command(d.graph, args["command-line"])
@@ -104,5 +128,7 @@ _HANDLERS: dict[str, Callable[[Daemon, dict[str, Any]], Any]] = {
     "x-blockdev-amend": _jobs("amend"),
     "query-jobs": _jobs("query"),
     "job-dismiss": _jobs("dismiss"),
+    "object-add": _object_add,
+    "object-del": _object_del,
     "human-monitor-command": _hmp,
 }

@@ -114,7 +114,7 @@ def _qemu_io(node: Any, command: str) -> str:
     report.monitor, report.prog_name = monitor, "qemu-io"
     try:
         session.command(command)
-        session.poll()
+        session.drain()  # the daemon's main loop completes the aio requests
     except (SignalRaised, AssertFailed) as exc:  # abort, sigraise: the daemon dies
         os.kill(os.getpid(), exc.signum if isinstance(exc, SignalRaised) else signal.SIGABRT)
     except Exception as exc:  # a model bug: report it, keep serving

@@ -68,7 +68,7 @@ class Jobs:
     # --- commands ---------------------------------------------------------------
     def create(self, args: dict[str, Any]) -> dict[str, Any]:
         options = args["options"]
-        if options["driver"] not in ("file", "qcow2"):
+        if options["driver"] not in ("file", "qcow2", "luks"):
             raise QmpError("Driver does not support blockdev-create")
         return self._run(args["job-id"], "create", lambda: self._create(options))
 
@@ -77,14 +77,20 @@ class Jobs:
         options = args["options"]
         if entry.node.format_name != options["driver"]:
             raise QmpError("x-blockdev-amend doesn't support changing the block driver")
-        if options["driver"] != "qcow2":
+        if options["driver"] not in ("qcow2", "luks"):
             raise QmpError("Driver does not support x-blockdev-amend")
+        force = args.get("force", False)
 
         def work() -> None:
-            if "encrypt" in options:  # the only option qcow2 amends this way
-                if not getattr(entry.node, "crypt_method", 0):
-                    raise QmpError("image is not encrypted, can't amend")
-                raise QmpError("qcowlab does not model amending encryption")
+            from emulator.block.node import BlockError
+            try:
+                if options["driver"] == "luks":
+                    entry.node.amend({k: v for k, v in options.items() if k != "driver"},
+                                     force)
+                elif "encrypt" in options:  # the only option qcow2 amends this way
+                    _amend_qcow2_encryption(entry.node, dict(options["encrypt"]), force)
+            except BlockError as exc:
+                raise QmpError(exc.message) from None
         return self._run(args["job-id"], "amend", work, node=entry)
 
     def query(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -124,15 +130,21 @@ class Jobs:
                 FileNode.create(options["filename"], options["size"],
                                 options.get("preallocation", "off"))
                 return
+            if options["driver"] == "luks":
+                self._create_luks(options)
+                return
             self._create_qcow2(options)
         except BlockError as exc:
             raise QmpError(exc.message) from None
 
     def _create_qcow2(self, options: dict[str, Any]) -> None:
         from emulator.qcow2 import create as qcow2_create
-        if "encrypt" in options:
-            raise QmpError("qcowlab does not model encrypted images")
         opts: dict[str, Any] = {"size": options["size"]}
+        if "encrypt" in options:
+            encrypt = dict(options["encrypt"])
+            fmt = encrypt.pop("format")
+            opts["encrypt.format"] = "aes" if fmt == "qcow" else fmt
+            opts.update((f"encrypt.{k}", v) for k, v in encrypt.items())
         if "version" in options:
             opts["compat"] = "0.10" if options["version"] == "v2" else "1.1"
         for qapi, name in (("backing-file", "backing_file"), ("backing-fmt", "backing_fmt"),
@@ -152,6 +164,17 @@ class Jobs:
             # the files are the user's nodes: written in place, never removed on failure
             qcow2_create._create(filename, opts)
 
+    def _create_luks(self, options: dict[str, Any]) -> None:
+        """block_crypto_co_create_luks: a LUKS header and payload on the file node."""
+        from emulator.block.file import FileNode
+        from emulator.block.luks import create_on
+        with contextlib.ExitStack() as stack:
+            file = FileNode(self._file_of(options["file"], stack))
+            try:
+                create_on(file, options)
+            finally:
+                file.drv_close()
+
     def _file_of(self, ref: Any, stack: contextlib.ExitStack) -> str:
         """The host file a BlockdevRef names (a node's file is released meanwhile)."""
         if isinstance(ref, dict):
@@ -160,3 +183,16 @@ class Jobs:
             return ref["filename"]
         entry = self.daemon.graph.lookup(ref, ref)
         return stack.enter_context(self.daemon.graph.released(entry))
+
+
+def _amend_qcow2_encryption(node: Any, encrypt: dict[str, Any], force: bool) -> None:
+    """qcow2_co_amend: LUKS key slot changes of an encrypted qcow2 node."""
+    from emulator.qcow2.crypto import CRYPT_LUKS, amend
+    if getattr(node, "crypto", None) is None:
+        raise QmpError("image is not encrypted, can't amend")
+    if encrypt.pop("format") != "luks":
+        raise QmpError("Amend can't be used to change the qcow2 encryption format")
+    if node.crypt_method != CRYPT_LUKS:
+        raise QmpError("Only LUKS encryption options can be amended for qcow2 with "
+                       "blockdev-amend")
+    amend(node, encrypt, force)

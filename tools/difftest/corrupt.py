@@ -275,6 +275,18 @@ NAMED: dict[str, tuple[str, Mutation]] = {
     "data_file_name_length_zero": ("datafile", lambda d: _put(d, _ext(d, 0x44415441) + 4, ">I",
                                                               0)),
     "feature_table_length_odd": ("std64k", lambda d: _put(d, _ext(d, 0x6803F857) + 4, ">I", 47)),
+    # D29: check mode leaves the snapshot table unread, so the header rewrite that clears an
+    # unknown autoclear bit drops it; with the bitmaps bit the repair then hits the overlap check
+    "snapshots_unknown_autoclear_bit": ("snapext", lambda d: _put(d, 88, ">Q", 1 << 20)),
+    "snapshots_bitmaps_autoclear_bit": ("snapext", lambda d: _put(d, 88, ">Q", 1 << 20 | 1)),
+    # D30: freeing a cluster at 2^55: QEMU's refcount table index wraps to 0 (unsigned int)
+    "l2_entry_at_2_55": ("backing", lambda d: _l2_entry(d, 8, 1 << 55 | 2)),
+    # virtual size 2^64-1: size_to_l1 wraps to 0 L1 entries (fuzz seed 3873)
+    "size_wraps_2_64": ("snap64k", lambda d: _put(d, 24, ">Q", (1 << 64) - 1)),
+    "size_2_63": ("std64k", lambda d: _put(d, 24, ">Q", 1 << 63)),
+    # the data file name runs into the next extension: QEMU's C string ends at its NUL
+    "data_file_name_past_nul": ("datafile", lambda d: _put(d, _ext(d, 0x44415441) + 4, ">I",
+                                                           0x80C)),
 }
 
 HEADER_FIELDS = [(4, ">I"), (8, ">Q"), (16, ">I"), (20, ">I"), (24, ">Q"), (32, ">I"), (36, ">I"),

@@ -10,6 +10,10 @@ _ACTUAL_SIZE = re.compile(r'"actual-size": [0-9]+')
 _SNAPSHOT_DATE = re.compile(r"\b[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\b")
 _SNAPSHOT_DATE_JSON = re.compile(r'"date-(n?sec)": [0-9]+')
 _BENCH_TIME = re.compile(r"Run completed in [0-9]+\.[0-9]+ seconds")
+# automatic node names: a per-process counter, then two random digits (id_generate)
+_AUTO_NODE = re.compile(r"#block([0-9]+)[0-9]{2}\b")
+# the random name of a -s temporary overlay (get_tmp_filename)
+_TMP_OVERLAY = re.compile(r"/vl\.[A-Za-z0-9]{6}\b")
 
 
 def filter_qemu_io(text: str) -> str:
@@ -22,6 +26,8 @@ def filter_output(text: str, scratch_dirs: tuple[str, ...] = ()) -> str:
     and scratch paths."""
     text = filter_qemu_io(text)
     text = _BENCH_TIME.sub("Run completed in X seconds", text)
+    text = _AUTO_NODE.sub(r"#block\1XX", text)
+    text = _TMP_OVERLAY.sub("/vl.XXXXXX", text)
     text = _SNAPSHOT_DATE.sub("yyyy-mm-dd hh:mm:ss", text)
     text = _SNAPSHOT_DATE_JSON.sub(r'"date-\1": X', text)
     text = _DISK_SIZE.sub("disk size: XXX", text)
