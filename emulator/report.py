@@ -26,6 +26,15 @@ def warn_report(msg: str) -> None:
     error_report("warning: " + msg)
 
 
+class SignalRaised(Exception):
+    """The process would die by this signal now; ``flushed``: stdout was flushed first."""
+
+    def __init__(self, signum: int, flushed: bool) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.flushed = flushed
+
+
 class AssertFailed(Exception):
     """A failed assert() in QEMU: the message is printed, the process dies by SIGABRT."""
 

@@ -37,7 +37,8 @@ def run_qemu(tool: str, args: List[str], cwd: Path) -> Tuple[str, int]:
     # by name, so that argv[0] (used by glibc's getopt messages) is plain "qemu-io"
     proc = subprocess.run([f"qemu-{tool}"] + args, cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
-    return proc.stdout.decode("utf-8", "replace"), proc.returncode
+    rc = proc.returncode  # death by signal N as the shell reports it (main() returns that)
+    return proc.stdout.decode("utf-8", "replace"), 128 - rc if rc < 0 else rc
 
 
 class _Sink(io.TextIOBase):

@@ -227,3 +227,21 @@ def test_shrink_events(tmp_path, event):
         "resize", "--shrink", 'json:{"driver":"qcow2","file":{"driver":"blkdebug",'
         f'"inject-error":[{{"event":"{event}"}}],"image":{{"driver":"file",'
         '"filename":"s.qcow2"}}}', "1M"])
+
+
+@pytest.mark.parametrize("opt_discard", ["", ",file.opt-discard=8k"])
+def test_small_discard_below_align(tmp_path, opt_discard):
+    """A discard piece smaller than blkdebug's ``align``: QEMU 7.2 dies of SIGFPE
+    (offset modulo a zero discard alignment) unless ``opt-discard`` is set. The
+    discard comes from the clusters a failed allocation frees (options seed 2129)."""
+    setup = qemu_setup(["img", "create", "-q", "-f", "qcow2", "b.qcow2", "1M"],
+                       ["io", "-c", "write -P 0x5a 0 1536", "b.qcow2"],
+                       ["img", "create", "-q", "-f", "qcow2", "-o",
+                        "cluster_size=512,compat=0.10", "-b", "b.qcow2", "-F", "qcow2",
+                        "t.qcow2", "1M"],
+                       ["io", "-c", "write -P 0x11 0 8k", "t.qcow2"])
+    differential(tmp_path, setup, "io", ["--image-opts"] + c(
+        "read 4096 4096", "write -z 524288 8192") + [
+        "driver=qcow2,file.driver=blkdebug,file.image.filename=t.qcow2,file.align=4096,"
+        "file.max-transfer=8k,file.inject-error.0.event=pwritev_rmw_after_head,"
+        "file.inject-error.0.errno=1" + opt_discard])

@@ -340,6 +340,9 @@ class BlkdebugNode(BlockNode):
     def drv_pdiscard(self, offset: int, length: int) -> None:
         from emulator.block import io
         if length < self.request_alignment:
+            if not self.pdiscard_alignment:  # QEMU 7.2 takes the offset modulo 0 here
+                from emulator.report import SignalRaised
+                raise SignalRaised(8, flushed=False)
             raise BlockError(errno.ENOTSUP)
         self._rule_check(offset, length, 3)
         io.pdiscard(self.file, offset, length)

@@ -1,52 +1,45 @@
-"""Coroutines for in-flight requests: one thread each, one baton between them all.
+"""Coroutines for in-flight requests, switched only where they yield.
 
 QEMU runs every request in a coroutine and switches only where a coroutine
-yields. Here a coroutine runs in its own thread, but a single baton lets
-exactly one thread run at a time, so execution stays deterministic:
-``enter(co)`` hands the baton to ``co`` and waits until it yields or
-terminates; ``yield_()`` hands it back to whoever entered it. Coroutines woken
-with ``wake(co)`` from inside a coroutine are entered once the running one
-has given the baton back, depth-first (qemu_aio_coroutine_enter's wake-up
-queue). The module imports threading only when a coroutine is created, so
+yields. Here a coroutine is a greenlet (a stackful coroutine of its own):
+``enter(co)`` runs ``co`` until it yields or terminates; ``yield_()`` switches
+back to whoever entered it. Execution stays deterministic, one coroutine at a
+time. Coroutines woken with ``wake(co)`` from inside a coroutine are entered
+once the running one has yielded, depth-first (qemu_aio_coroutine_enter's
+wake-up queue). greenlet is imported only when a coroutine is created, so
 requests of the main thread (nothing in flight) pay nothing.
 """
 from __future__ import annotations
 
 import sys
 
-_current = None   # the running Coroutine, None for the main thread
+_current = None   # the running Coroutine, None outside any coroutine
 
 
 class Coroutine:
-    """``fn()`` run in a thread holding the baton whenever it runs.
+    """``fn()`` run as a greenlet.
 
     While it runs, ``sys.stdout`` is ``out`` when one is given (the request's
     completion output), else the stdout of whoever entered it; ``main_out``
-    is the stdout of whoever entered it first. Two semaphores pass the baton:
-    ``_resume`` to the coroutine, ``_back`` to whoever entered it.
+    is the stdout of whoever entered it first.
     """
 
     def __init__(self, fn, out=None) -> None:
-        import threading
+        from greenlet import greenlet
         self.fn = fn
         self.out = out
         self.main_out = None
         self.done = False
         self.error: BaseException | None = None
         self.wakeup: list = []
-        self._resume = threading.Semaphore(0)
-        self._back = threading.Semaphore(0)
-        self._thread = threading.Thread(target=self._main, daemon=True)
-        self._started = False
+        self._greenlet = greenlet(self._main)
 
     def _main(self) -> None:
-        self._resume.acquire()
         try:
             self.fn()
-        except BaseException as e:  # re-raised in the thread that entered it
+        except BaseException as e:  # re-raised by whoever entered it
             self.error = e
         self.done = True
-        self._back.release()
 
 
 def current() -> Coroutine | None:
@@ -81,20 +74,16 @@ def _switch_to(co: Coroutine) -> None:
     _current = co
     if co.out is not None:
         sys.stdout = co.out
-    if not co._started:
-        co._started = True
-        co._thread.start()
-    co._resume.release()
-    co._back.acquire()
+    from greenlet import getcurrent
+    co._greenlet.parent = getcurrent()   # where yield_ and termination return to
+    co._greenlet.switch()
     sys.stdout = saved
     _current = prev
 
 
 def yield_() -> None:
-    """Give the baton back to whoever entered this coroutine until it is entered again."""
-    co = _current
-    co._back.release()
-    co._resume.acquire()
+    """Switch back to whoever entered this coroutine until it is entered again."""
+    _current._greenlet.parent.switch()
 
 
 def wake(co: Coroutine) -> None:

@@ -47,11 +47,11 @@ def main(argv: list[str]) -> int:
                 return _run(list(argv))
             except ImgExit as e:
                 return e.code
-            except report.AssertFailed:  # abort(): stdout is not flushed
+            except (report.AssertFailed, report.SignalRaised) as e:  # stdout is not flushed
                 discard = getattr(sys.stdout, "discard", None)
                 if discard is not None:
                     discard()
-                return 128 + 6
+                return 128 + getattr(e, "signum", 6)
             except Exception as e:  # never show a traceback to a user
                 try:
                     report.error_report(f"internal error: {type(e).__name__}: {e}")

@@ -12,7 +12,7 @@ import time
 
 from emulator.cli.errors import report_err
 from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
-from emulator.report import error_report
+from emulator.report import SignalRaised, error_report  # noqa: F401 (SignalRaised: for io, io_misc, hmp)
 from emulator.units import c_strtol
 
 TYPE_CHECKING = False
@@ -29,15 +29,6 @@ NSIG = 65
 #: handled (SIGBUS, SIGALRM, SIGIO), blocked (SIGUSR1), ignored (SIGPIPE, the
 #: default-ignored ones, glibc's 32/33); the stop signals 19-22 would suspend it
 SURVIVED_SIGNALS = frozenset((0, 7, 10, 13, 14, 17, 18, 19, 20, 21, 22, 23, 28, 29, 32, 33, 65))
-
-
-class SignalRaised(Exception):
-    """The process would die by this signal now; ``flushed``: stdout was flushed first."""
-
-    def __init__(self, signum: int, flushed: bool) -> None:
-        super().__init__(signum)
-        self.signum = signum
-        self.flushed = flushed
 
 
 class Cmd:
