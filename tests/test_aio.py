@@ -148,6 +148,18 @@ INTERLEAVED = [
     ("cluster_size=4096", [["io", "-f", "qcow2", "-c", "write -P 7 0 64k", "t.qcow2"]],
      ["-f", "qcow2"] + c("aio_read -P 7 0 4k", "aio_read -i 0 1", "read -P 7 8k 4k",
                          "aio_flush") + ["t.qcow2"]),
+    # B12: a compressed write compresses in the thread pool (a yield) and
+    # allocates under the qcow2 lock, after the aio writes in flight
+    ("cluster_size=4096", [], ["-f", "qcow2"] + c(
+        "aio_write -q -P 2 64k 4k", "aio_write -q -P 3 128k 8k", "write -q -c -P 1 0 4k",
+        "aio_write -q -P 4 256k 4k", "write -q -c -P 1 8k 4k", "aio_flush", "map") +
+     ["t.qcow2"]),
+    # B12: decompression is a thread-pool job too, started under the qcow2 lock
+    ("cluster_size=4096", [["io", "-f", "qcow2", "-c", "write -c -P 1 0 4k", "-c",
+                            "write -c -P 2 8k 4k", "t.qcow2"]],
+     ["-f", "qcow2"] + c("aio_write -q -P 5 128k 4k", "read -q -P 1 0 4k",
+                         "aio_write -q -P 6 192k 4k", "aio_read -q -P 2 8k 4k",
+                         "aio_write -q -P 7 320k 4k", "aio_flush", "map") + ["t.qcow2"]),
 ]
 
 

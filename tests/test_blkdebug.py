@@ -245,3 +245,15 @@ def test_small_discard_below_align(tmp_path, opt_discard):
         "driver=qcow2,file.driver=blkdebug,file.image.filename=t.qcow2,file.align=4096,"
         "file.max-transfer=8k,file.inject-error.0.event=pwritev_rmw_after_head,"
         "file.inject-error.0.errno=1" + opt_discard])
+
+
+def test_map_error_ends_run(tmp_path):
+    """B11: qemu-io ``map`` prints a run whose look-ahead query failed; only the next
+    run's first query reports the error (the active l2_update rule fails the read
+    of the second L2 table)."""
+    setup = qemu_setup(["img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512",
+                        "t.qcow2", "33792"], ["io", "-c", "write -P 1 32256 1024", "t.qcow2"])
+    differential(tmp_path, setup, "io", ["--image-opts"] + c("write -P 2 0 512", "map") + [
+        "driver=qcow2,file.driver=blkdebug,file.image.filename=t.qcow2,"
+        "file.inject-error.0.event=l2_update,file.inject-error.0.errno=1,"
+        "file.inject-error.0.immediately=on"])

@@ -152,7 +152,10 @@ def open_temp_snapshot(name: str | None, options: dict, force_share: bool, unmap
     from emulator.block.node import BlockError, auto_node_name
     from emulator.block.open import open_image
     from emulator.qcow2.create import create
-    base = open_options(name, options, True, force_share, unmap=unmap)
+    # the base is read-only whatever the option says: QEMU drops it unparsed (the
+    # overlay, which copies it, is the one to reject a bad value)
+    base_options = {k: v for k, v in options.items() if k != "read-only"}
+    base = open_options(name, base_options, True, force_share, unmap=unmap)
     try:
         fmt, size = base.format_name, bio.getlength(base)
         path = os.path.abspath(base.file.filename if base.file is not None else base.filename)
@@ -163,8 +166,9 @@ def open_temp_snapshot(name: str | None, options: dict, force_share: bool, unmap
             create(tmp, {"size": size, "backing_file": path, "backing_fmt": fmt})
             from emulator.block.options import is_on
             ro_option = is_on(options.get("read-only"))
+            copied = {"read-only": options["read-only"]} if "read-only" in options else None
             overlay = open_image(tmp, "qcow2", read_only=node_read_only(options, read_only),
-                                 unmap=unmap,
+                                 options=copied, unmap=unmap,
                                  copy_on_read=copy_on_read, no_backing=True)
         finally:
             os.unlink(tmp)

@@ -126,13 +126,19 @@ def _alloc(s: IoSession, argv: list[str]) -> int:
 
 
 def _map_is_allocated(node, offset: int, length: int):
+    """map_is_allocated: only the first query's error counts; a later one just
+    ends the run (reported by the next call)."""
     from emulator.block import io as bio
+    from emulator.block.node import BlockError
     first, num = bio.is_allocated(node, offset, length)
     pnum = num
     while length > 0:
         offset += num
         length -= num
-        allocated, num = bio.is_allocated(node, offset, length)
+        try:
+            allocated, num = bio.is_allocated(node, offset, length)
+        except BlockError:
+            break
         if allocated == first and num:
             pnum += num
         else:

@@ -112,13 +112,21 @@ def _sector_offset(s, host_offset: int, guest_offset: int) -> int:
 
 
 def encrypt(s, host_offset: int, guest_offset: int, data: bytes) -> bytes:
-    """qcow2_co_encrypt."""
-    return s.crypto.encrypt(_sector_offset(s, host_offset, guest_offset), data)
+    """qcow2_co_encrypt (a thread-pool job, see emulator/qcow2/threads.py)."""
+    if not data:
+        return data
+    from emulator.qcow2.threads import co_process
+    sector = _sector_offset(s, host_offset, guest_offset)
+    return co_process(s, lambda: s.crypto.encrypt(sector, data))
 
 
 def decrypt(s, host_offset: int, guest_offset: int, data: bytes) -> bytes:
-    """qcow2_co_decrypt."""
-    return s.crypto.decrypt(_sector_offset(s, host_offset, guest_offset), data)
+    """qcow2_co_decrypt (a thread-pool job, see emulator/qcow2/threads.py)."""
+    if not data:
+        return data
+    from emulator.qcow2.threads import co_process
+    sector = _sector_offset(s, host_offset, guest_offset)
+    return co_process(s, lambda: s.crypto.decrypt(sector, data))
 
 
 def set_up(s, opts: dict) -> None:

@@ -81,6 +81,9 @@ class Qcow2(BlockNode):
     #: s->lock: the coroutine holding it and those waiting (emulator/qcow2/lock.py)
     lock_holder = None
     lock_waiters: list = ()
+    #: thread-pool jobs (compression, encryption) running and waiting (emulator/qcow2/threads.py)
+    thread_jobs = 0
+    thread_waiters: list = ()
 
     # ------------------------------------------------------------------ open
     @classmethod
@@ -645,8 +648,10 @@ class Qcow2(BlockNode):
         if self.blkdbg:
             self.blkdbg("read_compressed")
         data = _io().pread(self.file, coff, csize)
+        from emulator.qcow2.threads import co_process
         try:
-            plain = decompress(self.compression_type, data, self.cluster_size)
+            plain = co_process(self, lambda: decompress(self.compression_type, data,
+                                                        self.cluster_size))
         except OSError:
             raise BlockError(errno.EIO)
         oic = offset & (self.cluster_size - 1)
@@ -783,17 +788,23 @@ class Qcow2(BlockNode):
         from emulator.qcow2.cluster import alloc_compressed_cluster_offset
         from emulator.qcow2.compress import compress
         cs = self.cluster_size
+        from emulator.qcow2.lock import lock, unlock
+        from emulator.qcow2.overlap import pre_write_overlap_check
+        from emulator.qcow2.threads import co_process
         buf = chunk + bytes(cs - len(chunk))
         try:
-            out = compress(self.compression_type, buf, cs - 1)
+            out = co_process(self, lambda: compress(self.compression_type, buf, cs - 1))
         except OSError:
             raise BlockError(errno.EINVAL)
         if out is None:
             self.drv_pwritev(offset, chunk, 0)
             return
-        host = alloc_compressed_cluster_offset(self, offset, len(out))
-        from emulator.qcow2.overlap import pre_write_overlap_check
-        pre_write_overlap_check(self, 0, host, len(out))
+        lock(self)
+        try:
+            host = alloc_compressed_cluster_offset(self, offset, len(out))
+            pre_write_overlap_check(self, 0, host, len(out))
+        finally:
+            unlock(self)
         if self.blkdbg:
             self.blkdbg("write_compressed")
         _io().pwrite(self.file, host, out)

@@ -48,7 +48,7 @@ ERROR_EVENTS = (
     "cow_read", "cow_write", "refblock_update_part", "refblock_alloc", "refblock_load",
     "refblock_alloc_hookup", "refblock_alloc_write", "cluster_alloc", "cluster_alloc_bytes",
     "cluster_free", "cluster_alloc_space", "flush_to_os", "pwritev", "pwritev_zero",
-    "flush_to_disk", "reftable_load",
+    "flush_to_disk", "reftable_load", "pwritev_done",
 )
 #: events before the data write of a chunk (drawn more often: an error they arm
 #: without ``immediately`` fails a task while the write goes on allocating)
@@ -115,6 +115,9 @@ def _batch(ch: Chooser, geo: Geometry, size: int,
         off = offset(ch, geo)
         n = length(ch, geo, off, cap=4 * cs) if ch.chance(0.7) else \
             cs * ch.integer(2, 4) + ch.choice([0, 512, -512])
+        compressed = kind == "sync" and ch.chance(0.3)
+        if compressed:  # one whole cluster
+            off, n = off - off % cs, cs
         if n <= 0 or off + n > size:
             continue
         clusters = set(range(off // cs, (off + n - 1) // cs + 1))
@@ -123,11 +126,12 @@ def _batch(ch: Chooser, geo: Geometry, size: int,
             # their clusters (it could wait for ever, or read racing data)
             if failing >= 4 and not clusters & touched:
                 touched |= clusters
-                if ch.chance(0.5):
+                if ch.chance(0.5) and not compressed:
                     cmds.append(f"read -q {off} {n}")
                 else:
                     pat = ch.integer(1, 255)
-                    cmds.append(f"write -q -P {pat:#x} {off} {n}")
+                    flag = "-c " if compressed else ""
+                    cmds.append(f"write -q {flag}-P {pat:#x} {off} {n}")
                     checks.append(f"read -q -P {pat:#x} {off} {n}")
                     geo.fill(off, n, pat)
             continue
@@ -204,6 +208,9 @@ def _break_run(ch: Chooser, geo: Geometry, size: int, fresh: bool) -> Step:
             kind = ch.choice(["aio_write", "aio_write", "aio_read", "write"])
             if kind == "write" and other == a:
                 continue  # a sync write waiting for A would wait for ever
+            flag = ""
+            if kind == "write" and ch.chance(0.3):  # compressed: one whole cluster
+                o, m, flag = other * geo.cluster, geo.cluster, "-c "
             if kind == "aio_read":
                 cmds.append(f"aio_read -q {o} {m}")
                 continue
@@ -211,7 +218,7 @@ def _break_run(ch: Chooser, geo: Geometry, size: int, fresh: bool) -> Step:
                 continue  # overlapping data writes in flight land in I/O order
             written.append((o, o + m))
             p = ch.integer(1, 255)
-            cmds.append(f"{kind} -q -P {p:#x} {o} {m}")
+            cmds.append(f"{kind} -q {flag}-P {p:#x} {o} {m}")
             checks.append(f"read -P {p:#x} {o} {m}")
     cmds += ["resume A", "aio_flush", *reversed(checks)]
     if not checks or ch.chance(0.5):
