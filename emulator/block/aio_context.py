@@ -100,6 +100,30 @@ def drain() -> None:
     poll_while(lambda: inflight > 0)
 
 
+def poll_co(fn):
+    """bdrv_poll_co for one block-layer call of a command making several
+    (qemu-io's map and alloc): with requests in flight ``fn`` runs in a
+    coroutine of its own, polled until done, so the command goes on only
+    after the poll iteration that completed it (never inside a completion
+    run). Its exception is raised here; where QEMU would wait for ever, EIO."""
+    if not busy():
+        return fn()
+    box: list = []
+
+    def body() -> None:
+        try:
+            box.append((fn(), None))
+        except Exception as e:  # raised outside the event loop
+            box.append((None, e))
+    run(body)
+    if not box:
+        from emulator.block.node import BlockError
+        raise BlockError(5)
+    if box[0][1] is not None:
+        raise box[0][1]
+    return box[0][0]
+
+
 def run(fn):
     """A synchronous request while others are in flight: ``fn`` runs in a
     coroutine of its own (writing to the caller's stdout), polled until done."""

@@ -231,7 +231,8 @@ class IoSession:
 #: others run as a request polled until it completes (bdrv_poll_co)
 EVENT_LOOP_COMMANDS = frozenset((
     "aio_read", "aio_write", "aio_flush", "break", "remove_break", "wait_break", "resume",
-    "sleep", "close", "quit", "help", "abort", "sigraise", "open", "reopen"))
+    "sleep", "close", "quit", "help", "abort", "sigraise", "open", "reopen",
+    "map", "alloc"))  # these poll for each of their block-status queries
 
 
 def usage(ct: Cmd) -> None:

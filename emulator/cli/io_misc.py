@@ -94,6 +94,7 @@ def _info(s: IoSession, argv: list[str]) -> int:
 
 def _alloc(s: IoSession, argv: list[str]) -> int:
     from emulator.block import io as bio
+    from emulator.block.aio_context import poll_co
     from emulator.block.node import BlockError
     start = offset = cvtnum(argv[1])
     if offset < 0:
@@ -110,7 +111,7 @@ def _alloc(s: IoSession, argv: list[str]) -> int:
     sum_alloc = 0
     while remaining:
         try:
-            allocated, num = bio.is_allocated(s.blk, offset, remaining)
+            allocated, num = poll_co(lambda: bio.is_allocated(s.blk, offset, remaining))
         except BlockError as e:
             out(f"is_allocated failed: {errstr(e.errno)}\n")
             return -e.errno
@@ -129,14 +130,15 @@ def _map_is_allocated(node, offset: int, length: int):
     """map_is_allocated: only the first query's error counts; a later one just
     ends the run (reported by the next call)."""
     from emulator.block import io as bio
+    from emulator.block.aio_context import poll_co
     from emulator.block.node import BlockError
-    first, num = bio.is_allocated(node, offset, length)
+    first, num = poll_co(lambda: bio.is_allocated(node, offset, length))
     pnum = num
     while length > 0:
         offset += num
         length -= num
         try:
-            allocated, num = bio.is_allocated(node, offset, length)
+            allocated, num = poll_co(lambda: bio.is_allocated(node, offset, length))
         except BlockError:
             break
         if allocated == first and num:
