@@ -107,6 +107,16 @@ def differential(tmp_path: Path, setup: Callable[[Path], None], tool: str,
     return q_out
 
 
+def make_qemu_images(d: Path, lines: List[str]) -> Path:
+    """Run qemu-img/qemu-io command lines (``qemu-img create ...``) with real QEMU in ``d``."""
+    import shlex
+    for line in lines:
+        words = shlex.split(line)
+        subprocess.run([QEMU[words[0][5:]], *words[1:]], cwd=d, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return d
+
+
 def qemu_setup(*commands: List[str]) -> Callable[[Path], None]:
     """A setup step running real qemu-img/qemu-io commands (["img", ...] / ["io", ...])."""
     def setup(d: Path) -> None:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.cli_support import QEMU, assert_same_output, needs_qemu, run_ours, run_qemu, \
-    tree_files
+from tests.cli_support import assert_same_output, make_qemu_images, needs_qemu, run_ours, \
+    run_qemu, tree_files
 
 FORMS_FILE = Path(__file__).with_name("block_option_forms.txt")
 FORMS = [line for line in FORMS_FILE.read_text().splitlines()
@@ -49,11 +48,7 @@ pytestmark = needs_qemu
 def images(tmp_path_factory) -> Path:
     """The images every form starts from, made once by real QEMU."""
     d = tmp_path_factory.mktemp("block-options-images")
-    for line in SETUP:
-        words = shlex.split(line)
-        subprocess.run([QEMU[words[0][5:]], *words[1:]], cwd=d, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return d
+    return make_qemu_images(d, SETUP)
 
 
 #: injected errors whose close-time messages depend on the write generations (O4, O5),

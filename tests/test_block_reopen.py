@@ -13,16 +13,15 @@ names.
 """
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.cli_support import QEMU, assert_same_output, needs_qemu, run_ours, run_qemu, \
-    tree_files
+from tests.cli_support import assert_same_output, make_qemu_images, needs_qemu, run_ours, \
+    run_qemu, tree_files
+from tools.difftest.filters import mask_random_names
 
 SETUP = [
     "qemu-img create -q -f qcow2 b.qcow2 1M",
@@ -94,24 +93,14 @@ LINES = [
     "-c close -c 'open -o driver=qcow2,file.driver=null-co,file.size=1M x' -c 'open c.qcow2' "
     "-c 'reopen -o read-only=on' a.qcow2",
 ]
-_AUTO_NODE = re.compile(r"#block([0-9]+)[0-9]{2}\b")
-_TMP_OVERLAY = re.compile(r"/vl\.[A-Za-z0-9]{6}\b")
 
 pytestmark = needs_qemu
-
-
-def _mask(text: str) -> str:
-    return _TMP_OVERLAY.sub("/vl.XXXXXX", _AUTO_NODE.sub(r"#block\1XX", text))
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("block-reopen-images")
-    for line in SETUP:
-        words = shlex.split(line)
-        subprocess.run([QEMU[words[0][5:]], *words[1:]], cwd=d, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return d
+    return make_qemu_images(d, SETUP)
 
 
 @pytest.mark.parametrize("line", LINES)
@@ -122,6 +111,6 @@ def test_reopen(line: str, images: Path, tmp_path: Path) -> None:
         shutil.copytree(images, d)
     q_out, q_rc = run_qemu("io", args, dirs[0])
     p_out, p_rc = run_ours("io", args, dirs[1])
-    assert_same_output(_mask(p_out), _mask(q_out))
+    assert_same_output(mask_random_names(p_out), mask_random_names(q_out))
     assert p_rc == q_rc
     assert tree_files(dirs[1]) == tree_files(dirs[0])

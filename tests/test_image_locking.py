@@ -12,7 +12,6 @@ the same OFD locks on the same bytes of the image file.
 """
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import subprocess
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import QEMU, mask_timing, needs_qemu, tree_files
+from tests.cli_support import make_qemu_images, mask_timing, needs_qemu, tree_files
+from tools.difftest.filters import mask_random_names
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -53,7 +53,6 @@ CASES = [
     ("img.qcow2 | reopen -r | reopen -w | write 0 4k", "qemu-img check img.qcow2"),
     ("img.qcow2 | reopen -o file.read-only=on", "qemu-img info img.qcow2"),
 ]
-_AUTO_NODE = re.compile(r"#block([0-9]+)[0-9]{2}\b")
 
 pytestmark = needs_qemu
 
@@ -61,18 +60,14 @@ pytestmark = needs_qemu
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("image-locking-images")
-    for line in SETUP:
-        words = shlex.split(line)
-        subprocess.run([QEMU[words[0][5:]], *words[1:]], cwd=d, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return d
+    return make_qemu_images(d, SETUP)
 
 
 def _answer(before: str) -> str:
     """A holder command's output without the echo of the command line (QEMU's
     readline redraws it with escape sequences)."""
     lines = before.replace("\r", "").split("\n")[1:]
-    return _AUTO_NODE.sub(r"#block\1XX", mask_timing("\n".join(lines)))
+    return mask_random_names(mask_timing("\n".join(lines)))
 
 
 def _run(holder_tool: str, contender_tool: str, holder: str, contender: str,

@@ -21,13 +21,17 @@ def filter_qemu_io(text: str) -> str:
     return _TIMING.sub("X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)", text)
 
 
+def mask_random_names(text: str) -> str:
+    """Hide the random parts of automatic node names and of -s overlay names."""
+    return _TMP_OVERLAY.sub("/vl.XXXXXX", _AUTO_NODE.sub(r"#block\1XX", text))
+
+
 def filter_output(text: str, scratch_dirs: tuple[str, ...] = ()) -> str:
     """Filter timing lines, snapshot dates, 'disk size' (host-allocation dependent)
     and scratch paths."""
     text = filter_qemu_io(text)
     text = _BENCH_TIME.sub("Run completed in X seconds", text)
-    text = _AUTO_NODE.sub(r"#block\1XX", text)
-    text = _TMP_OVERLAY.sub("/vl.XXXXXX", text)
+    text = mask_random_names(text)
     text = _SNAPSHOT_DATE.sub("yyyy-mm-dd hh:mm:ss", text)
     text = _SNAPSHOT_DATE_JSON.sub(r'"date-\1": X', text)
     text = _DISK_SIZE.sub("disk size: XXX", text)
