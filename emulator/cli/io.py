@@ -56,8 +56,8 @@ def main(argv: list[str]) -> int:
 def _run(argv: list[str]) -> int:
     from emulator.cli import blockopts
     from emulator.cli.getopt import Getopt
-    from emulator.cli.io_cmds import IoSession, SignalRaised
-    from emulator.report import AssertFailed, error_report
+    from emulator.cli.io_cmds import IoSession
+    from emulator.report import AssertFailed, SignalRaised, error_report
 
     read_only = False
     unmap = True

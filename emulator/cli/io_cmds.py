@@ -12,7 +12,7 @@ import time
 
 from emulator.cli.errors import report_err
 from emulator.cli.io_fmt import cvtnum, err, out, print_cvtnum_err
-from emulator.report import SignalRaised, error_report  # noqa: F401 (SignalRaised: for io, io_misc, hmp)
+from emulator.report import SignalRaised, error_report
 from emulator.units import c_strtol
 
 TYPE_CHECKING = False

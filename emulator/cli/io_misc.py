@@ -7,9 +7,10 @@ from emulator.cli import blockopts
 from emulator.cli.errors import report_err
 from emulator.cli.getopt import Getopt
 from emulator.cli.io_cmds import (
-    OPEN, REOPEN, SECTOR, TRUNCATE, IoSession, SignalRaised, errstr, usage,
+    OPEN, REOPEN, SECTOR, TRUNCATE, IoSession, errstr, usage,
 )
 from emulator.cli.io_fmt import cvtnum, out, print_cvtnum_err
+from emulator.report import SignalRaised
 from emulator.cli.qemuopts import OptsError, QemuOpts
 from emulator.report import error_report
 from emulator.units import cvtstr

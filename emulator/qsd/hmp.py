@@ -101,8 +101,8 @@ def _qemu_io(node: Any, command: str) -> str:
 
     from emulator import report
     from emulator.block.backend import BlockBackend
-    from emulator.cli.io_cmds import IoSession, SignalRaised
-    from emulator.report import AssertFailed
+    from emulator.cli.io_cmds import IoSession
+    from emulator.report import AssertFailed, SignalRaised
     session = IoSession()
     session.blk = node
     session.writethrough = False
